@@ -1,0 +1,7 @@
+//! supaneon-sync: verified logical backups of a Supabase database into Neon branches.
+//!
+//! The binary (`src/main.rs`) only parses the command line and maps a `Result` to an exit code; every
+//! responsibility lives in one module here.
+
+pub mod error;
+pub mod secret;
