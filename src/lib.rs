@@ -4,4 +4,6 @@
 //! responsibility lives in one module here.
 
 pub mod error;
+pub mod neon;
+pub mod pg;
 pub mod secret;
