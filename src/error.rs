@@ -97,7 +97,7 @@ impl Error {
             }
             Error::Failed(f) => {
                 out.push_str(&format!("error: {}\n", f.what));
-                let mut source = f.cause.as_deref().map(|c| c as &(dyn std::error::Error));
+                let mut source = f.cause.as_deref().map(|c| c as &dyn std::error::Error);
                 while let Some(cause) = source {
                     out.push_str(&format!("  caused by: {cause}\n"));
                     source = cause.source();

@@ -3,7 +3,12 @@
 //! The binary (`src/main.rs`) only parses the command line and maps a `Result` to an exit code; every
 //! responsibility lives in one module here.
 
+pub mod actions;
+pub mod cli;
+pub mod config;
 pub mod error;
+pub mod logging;
 pub mod neon;
 pub mod pg;
+pub mod run;
 pub mod secret;

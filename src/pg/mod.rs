@@ -2,10 +2,10 @@
 //! inspection (snapshot, manifest, target preparation, verification).
 
 pub mod conn;
-pub mod tools;
-pub mod pipeline;
-pub mod restore_errors;
 pub mod content;
-pub mod manifest;
 pub mod inspect;
+pub mod manifest;
+pub mod pipeline;
 pub mod prepare;
+pub mod restore_errors;
+pub mod tools;

@@ -1,0 +1,298 @@
+//! GitHub Actions I/O: masks, outputs, the step summary, groups and annotations — over `impl Write`, so
+//! tests capture exactly what the runner would see. Outside Actions the same calls print plain text.
+//!
+//! Rules from the runner's source (see the style study §2.4): workflow commands are parsed from stdout and
+//! stderr; data escapes `%`, CR and LF; properties also `:` and `,`; outputs use the heredoc form with a
+//! delimiter that the value must not contain; summaries over 1 MiB are dropped by the runner.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::secret::redact;
+
+/// GitHub drops a step summary larger than this.
+pub const SUMMARY_LIMIT: usize = 1024 * 1024;
+
+/// Escapes a workflow command's data part.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property value.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// Where the run tells the user things. Cheap to clone; all clones write to the same sink.
+#[derive(Clone)]
+pub struct Actions {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    out: Box<dyn Write + Send>,
+    on_actions: bool,
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+    summary_written: usize,
+}
+
+impl Actions {
+    /// `on_actions` chooses workflow commands (true) or plain text; `output_file` and `summary_file` are
+    /// `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` when set.
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        on_actions: bool,
+        output_file: Option<PathBuf>,
+        summary_file: Option<PathBuf>,
+    ) -> Self {
+        Actions {
+            inner: Arc::new(Mutex::new(Inner {
+                out,
+                on_actions,
+                output_file,
+                summary_file,
+                summary_written: 0,
+            })),
+        }
+    }
+
+    /// From the process environment, writing to stdout.
+    pub fn from_env() -> Self {
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Actions::new(
+            Box::new(io::stdout()),
+            std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            path("GITHUB_OUTPUT"),
+            path("GITHUB_STEP_SUMMARY"),
+        )
+    }
+
+    pub fn on_actions(&self) -> bool {
+        self.lock().on_actions
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_line(&self, line: &str) {
+        let mut inner = self.lock();
+        // A broken stdout must not fail a backup; there is nowhere left to report it.
+        let _ = writeln!(inner.out, "{line}");
+        let _ = inner.out.flush();
+    }
+
+    /// `::add-mask::` for one secret form. Whitespace-only values are ignored by the runner, so skip them.
+    /// Not redacted (it is the mask itself); only [`crate::secret`] calls this.
+    pub fn mask(&self, value: &str) {
+        if !self.on_actions() {
+            return;
+        }
+        for line in value.lines().filter(|l| !l.trim().is_empty()) {
+            self.write_line(&format!("::add-mask::{}", escape_data(line)));
+        }
+    }
+
+    /// A line for the user (stdout), redacted.
+    pub fn info(&self, message: &str) {
+        self.write_line(&redact(message));
+    }
+
+    pub fn warning(&self, message: &str) {
+        self.annotation("warning", None, message);
+    }
+
+    pub fn error(&self, title: Option<&str>, message: &str) {
+        self.annotation("error", title, message);
+    }
+
+    fn annotation(&self, level: &str, title: Option<&str>, message: &str) {
+        let message = redact(message);
+        if self.on_actions() {
+            let props = title
+                .map(|t| format!(" title={}", escape_property(&redact(t))))
+                .unwrap_or_default();
+            self.write_line(&format!("::{level}{props}::{}", escape_data(&message)));
+        } else {
+            let prefix = title.map(|t| format!("{t}: ")).unwrap_or_default();
+            self.write_line(&format!("{level}: {prefix}{message}"));
+        }
+    }
+
+    /// Opens a group; it is closed when the guard drops, so an early return cannot leave it open.
+    pub fn group(&self, name: &str) -> GroupGuard {
+        if self.on_actions() {
+            self.write_line(&format!("::group::{}", escape_data(&redact(name))));
+        } else {
+            self.write_line(&format!("== {} ==", redact(name)));
+        }
+        GroupGuard {
+            actions: self.clone(),
+        }
+    }
+
+    /// Appends one output to `$GITHUB_OUTPUT` (heredoc form). Outside Actions without an output file the
+    /// outputs are printed as `name=value`.
+    pub fn set_output(&self, name: &str, value: &str) -> io::Result<()> {
+        let value = redact(value);
+        let file = self.lock().output_file.clone();
+        let Some(file) = file else {
+            if !self.on_actions() {
+                self.write_line(&format!("{name}={value}"));
+            }
+            return Ok(());
+        };
+        let delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());
+        if name.contains(&delimiter) || value.contains(&delimiter) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("output {name} contains its own delimiter; refusing to write it"),
+            ));
+        }
+        let mut f = OpenOptions::new().append(true).create(true).open(file)?;
+        write!(f, "{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    }
+
+    /// Appends Markdown to the step summary, refusing to grow it past GitHub's limit (a summary over the limit
+    /// would be dropped whole). Outside Actions with no summary file, prints it.
+    pub fn append_summary(&self, markdown: &str) -> io::Result<()> {
+        let markdown = redact(markdown);
+        let mut inner = self.lock();
+        let Some(file) = inner.summary_file.clone() else {
+            if !inner.on_actions {
+                let _ = writeln!(inner.out, "{markdown}");
+            }
+            return Ok(());
+        };
+        let existing = std::fs::metadata(&file)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        let used = existing.max(inner.summary_written);
+        let text = if used + markdown.len() > SUMMARY_LIMIT {
+            let room = SUMMARY_LIMIT.saturating_sub(used).saturating_sub(200);
+            let mut cut = room.min(markdown.len());
+            while !markdown.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!(
+                "{}\n\n_(summary truncated: GitHub limits a step summary to 1 MiB)_\n",
+                &markdown[..cut]
+            )
+        } else {
+            markdown
+        };
+        let mut f = OpenOptions::new().append(true).create(true).open(file)?;
+        f.write_all(text.as_bytes())?;
+        inner.summary_written = used + text.len();
+        Ok(())
+    }
+}
+
+pub struct GroupGuard {
+    actions: Actions,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.actions.on_actions() {
+            self.actions.write_line("::endgroup::");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn escaping_tables() {
+        assert_eq!(escape_data("50%\r\nx:y,z"), "50%25%0D%0Ax:y,z");
+        assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
+    }
+
+    #[test]
+    fn groups_close_on_early_return() {
+        let buf = Buf::default();
+        let a = Actions::new(Box::new(buf.clone()), true, None, None);
+        let early = || -> Result<(), ()> {
+            let _g = a.group("phase: dump");
+            Err(())
+        };
+        let _ = early();
+        assert_eq!(buf.text(), "::group::phase: dump\n::endgroup::\n");
+    }
+
+    #[test]
+    fn outputs_use_heredoc_and_summary_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let sum = dir.path().join("sum");
+        let a = Actions::new(
+            Box::new(Buf::default()),
+            true,
+            Some(out.clone()),
+            Some(sum.clone()),
+        );
+        a.set_output("backup-branch", "backup-20260101T000000Z\nsecond line")
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("backup-branch<<ghadelimiter_"));
+        assert_eq!(lines[1], "backup-20260101T000000Z");
+        assert_eq!(lines[3], lines[0].trim_start_matches("backup-branch<<"));
+
+        let big = "x".repeat(700 * 1024);
+        a.append_summary(&big).unwrap();
+        a.append_summary(&big).unwrap();
+        let len = std::fs::metadata(&sum).unwrap().len() as usize;
+        assert!(len <= SUMMARY_LIMIT, "{len}");
+        assert!(std::fs::read_to_string(&sum)
+            .unwrap()
+            .contains("summary truncated"));
+    }
+
+    #[test]
+    fn annotations_are_escaped_and_plain_outside_actions() {
+        let buf = Buf::default();
+        let a = Actions::new(Box::new(buf.clone()), true, None, None);
+        a.error(Some("backup: failed"), "line1\nline2 100%");
+        assert_eq!(
+            buf.text(),
+            "::error title=backup%3A failed::line1%0Aline2 100%25\n"
+        );
+
+        let buf = Buf::default();
+        let a = Actions::new(Box::new(buf.clone()), false, None, None);
+        a.warning("careful");
+        a.mask("secret-value");
+        let _g = a.group("phase");
+        drop(_g);
+        assert_eq!(buf.text(), "warning: careful\n== phase ==\n");
+    }
+}
