@@ -71,9 +71,18 @@ pub struct ActionInputs {
 
 impl ActionInputs {
     /// Reads `INPUT_*` variables from `vars` (never the process environment directly, so tests are hermetic).
+    /// Accepts both the runner's spelling (`INPUT_NEON-API-KEY`) and the shell-friendly one a composite
+    /// step must use (`INPUT_NEON_API_KEY`); safe because input ids never contain `_` (a contract test
+    /// checks it).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Problem> {
+        let normalised = vars
+            .into_iter()
+            .map(|(k, v)| match k.strip_prefix("INPUT_") {
+                Some(id) => (format!("INPUT_{}", id.replace('_', "-")), v),
+                None => (k, v),
+            });
         envy::prefixed("INPUT_")
-            .from_iter(vars)
+            .from_iter(normalised)
             .map_err(|e| Problem {
                 setting: "action inputs".into(),
                 message: match e {

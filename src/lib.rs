@@ -10,5 +10,6 @@ pub mod error;
 pub mod logging;
 pub mod neon;
 pub mod pg;
+pub mod report;
 pub mod run;
 pub mod secret;

@@ -1,0 +1,142 @@
+//! action.yml ⇄ the binary: every input is consumed and every consumed input declared, outputs match what
+//! the code writes, and the README documents them.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use supaneon_sync::config::{ActionInputs, SETTINGS};
+use supaneon_sync::report::OUTPUTS;
+use support::cli::{action_yml_inputs, repo_root};
+
+fn action_yml() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("action.yml")).unwrap()).unwrap()
+}
+
+#[test]
+fn every_input_is_consumed_and_every_consumed_input_is_declared() {
+    // Exactly what the runner does for a docker action: every declared input with its default.
+    let vars = action_yml_inputs()
+        .into_iter()
+        .map(|(id, default)| (format!("INPUT_{}", id.to_uppercase()), default));
+    ActionInputs::from_vars(vars).expect("action.yml inputs match ActionInputs both ways");
+
+    let declared: BTreeSet<String> = action_yml_inputs().into_iter().map(|(id, _)| id).collect();
+    let settings: BTreeSet<String> = SETTINGS.iter().map(|s| s.input.to_string()).collect();
+    assert_eq!(declared, settings);
+}
+
+#[test]
+fn a_missing_input_and_an_extra_input_are_both_caught() {
+    let mut vars: Vec<(String, String)> = action_yml_inputs()
+        .into_iter()
+        .map(|(id, d)| (format!("INPUT_{}", id.to_uppercase()), d))
+        .collect();
+    vars.retain(|(k, _)| k != "INPUT_KEEP-LAST");
+    assert!(ActionInputs::from_vars(vars.clone())
+        .unwrap_err()
+        .message
+        .contains("keep-last"));
+    vars.push(("INPUT_KEEP-LAST".into(), "7".into()));
+    vars.push(("INPUT_KEEP-LASTS".into(), "7".into()));
+    assert!(ActionInputs::from_vars(vars)
+        .unwrap_err()
+        .message
+        .contains("keep-lasts"));
+}
+
+#[test]
+fn inputs_follow_the_house_rules() {
+    let doc = action_yml();
+    let id_re = regex::Regex::new(r"^[a-z][a-z0-9-]*$").unwrap();
+    for (id, input) in doc["inputs"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        assert!(
+            id_re.is_match(id),
+            "input id {id} must be kebab-case without _ (the composite step relies on it)"
+        );
+        assert!(
+            input["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{id} needs a description"
+        );
+        assert!(
+            input.get("type").is_none(),
+            "{id}: `type` is not action metadata"
+        );
+        if let Some(default) = input.get("default") {
+            assert!(default.is_string(), "{id}: default must be a string");
+        }
+        if matches!(id, "supabase-database-url" | "neon-api-key") {
+            assert!(
+                input.get("default").is_none(),
+                "{id}: secrets have no default"
+            );
+        }
+    }
+}
+
+#[test]
+fn outputs_match_the_code_and_are_described() {
+    let doc = action_yml();
+    let declared: BTreeSet<&str> = doc["outputs"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let written: BTreeSet<&str> = OUTPUTS.iter().copied().collect();
+    assert_eq!(declared, written, "action.yml outputs vs report::OUTPUTS");
+    for (name, output) in doc["outputs"].as_mapping().unwrap() {
+        assert!(
+            output["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{name:?} needs a description"
+        );
+    }
+}
+
+#[test]
+fn the_composite_forwards_every_input_through_env() {
+    let doc = action_yml();
+    let step = &doc["runs"]["steps"][0];
+    let env = step["env"].as_mapping().unwrap();
+    for (id, _) in action_yml_inputs() {
+        let name = format!("INPUT_{}", id.to_uppercase().replace('-', "_"));
+        let value = env
+            .get(name.as_str())
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        assert_eq!(value, format!("${{{{ inputs.{id} }}}}"), "{name}");
+    }
+    let script = step["run"].as_str().unwrap();
+    assert!(
+        !script.contains("${{"),
+        "no expressions inside the script (template injection)"
+    );
+    let image = std::fs::read_to_string(repo_root().join("image-ref")).unwrap();
+    let image = image.trim();
+    assert!(
+        image.starts_with("ghcr.io/")
+            && !image.ends_with(":latest")
+            && (image.contains("@sha256:") || image.contains(":v")),
+        "{image}"
+    );
+}
+
+#[test]
+fn the_readme_documents_every_input_and_output() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for (id, _) in action_yml_inputs() {
+        assert!(
+            readme.contains(&format!("`{id}`")),
+            "README does not document input `{id}`"
+        );
+    }
+    for name in OUTPUTS {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README does not document output `{name}`"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! A hermetic way to run the real binary: no ambient `GITHUB_*`, `RUNNER_*`, `ACTIONS_*`, `INPUT_*`, `PG*` or
+//! Neon/Supabase variables reach it; outputs and the summary go to temp files; every run keeps what it printed.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub outputs: String,
+    pub summary: String,
+}
+
+impl Run {
+    /// Everything the run produced, for secret scans.
+    pub fn everything(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.stdout, self.stderr, self.outputs, self.summary
+        )
+    }
+
+    /// Asserts `secret` appears nowhere except inside `::add-mask::` lines.
+    pub fn assert_never_shows(&self, secret: &str) {
+        for line in self.everything().lines() {
+            if line.starts_with("::add-mask::") {
+                continue;
+            }
+            assert!(
+                !line.contains(secret),
+                "secret leaked in line: {line}\n--- full run ---\n{}",
+                self.describe()
+            );
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- outputs ---\n{}\n--- summary ---\n{}",
+            self.code, self.stdout, self.stderr, self.outputs, self.summary
+        )
+    }
+
+    /// Parses `$GITHUB_OUTPUT` heredoc entries into (name, value).
+    pub fn output(&self, name: &str) -> Option<String> {
+        let mut lines = self.outputs.lines();
+        while let Some(line) = lines.next() {
+            if let Some((key, delim)) = line.split_once("<<") {
+                let mut value = Vec::new();
+                for l in lines.by_ref() {
+                    if l == delim {
+                        break;
+                    }
+                    value.push(l);
+                }
+                if key == name {
+                    return Some(value.join("\n"));
+                }
+            }
+        }
+        None
+    }
+}
+
+pub struct Cli {
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Default for Cli {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cli {
+    pub fn new() -> Self {
+        Cli {
+            env: Vec::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Simulates the runner: every input of action.yml as `INPUT_<ID>` with its default, then `with`.
+    pub fn action_inputs(mut self, with: &[(&str, &str)]) -> Self {
+        for (id, default) in action_yml_inputs() {
+            let value = with
+                .iter()
+                .find(|(k, _)| *k == id)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or(default);
+            self.env
+                .push((format!("INPUT_{}", id.to_uppercase()), value));
+        }
+        self.env.push(("GITHUB_ACTIONS".into(), "true".into()));
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let outputs = self.dir.path().join("github_output");
+        let summary = self.dir.path().join("step_summary");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supaneon-sync"));
+        cmd.args(args).env_clear();
+        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        // Test-only knobs that the harness passes through on purpose.
+        for (key, value) in std::env::vars() {
+            if key.starts_with("SUPANEON_TEST_") {
+                cmd.env(key, value);
+            }
+        }
+        cmd.env("GITHUB_OUTPUT", &outputs)
+            .env("GITHUB_STEP_SUMMARY", &summary);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run supaneon-sync");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            outputs: std::fs::read_to_string(&outputs).unwrap_or_default(),
+            summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// (id, default) of every input in action.yml.
+pub fn action_yml_inputs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join("action.yml")).expect("read action.yml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse action.yml");
+    doc["inputs"]
+        .as_mapping()
+        .expect("inputs")
+        .iter()
+        .map(|(k, v)| {
+            let default = v
+                .get("default")
+                .and_then(|d| d.as_str())
+                .unwrap_or("")
+                .to_string();
+            (k.as_str().expect("input id").to_string(), default)
+        })
+        .collect()
+}
