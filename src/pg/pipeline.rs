@@ -1,1 +1,685 @@
-//! (to be written)
+//! The hot path: `pg_dump -Fc -Z0 | relay | pg_restore`, with no file on disk.
+//!
+//! The relay reads pg_dump's stdout in 256 KiB chunks into one buffer, hashes and counts the bytes, and
+//! writes them to pg_restore's stdin, so memory stays flat whatever the database size. Both stderr
+//! streams are drained concurrently from the start (a full stderr pipe would otherwise stall a child)
+//! and relayed line by line to tracing, prefixed with the tool name (so no line can start with `::` and
+//! issue a GitHub workflow command), redacted, and without SQL text.
+//!
+//! Children get a cleared environment: `LC_ALL=C` (stable, English messages) plus the libpq variables
+//! of their connection (the password travels in `PGPASSWORD`; argv holds only flags and object
+//! patterns). Both are `kill_on_drop`, so dropping the future kills them too.
+//!
+//! Failure handling: if pg_dump fails or is killed, pg_restore is killed (a half archive must never
+//! look restored); if pg_restore dies, pg_dump is killed; on cancellation both are killed and waited
+//! for. Every error carries the last (redacted, SQL-free) stderr lines of the tool that failed.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::pg::conn::ConnSpec;
+use crate::pg::restore_errors::{RestoreError, RestoreErrorParser, RestoreOutcome};
+use crate::pg::tools::PgTools;
+use crate::secret::redact;
+
+/// Size of the single relay buffer.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+/// How often progress is logged.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How many stderr lines an error carries.
+const TAIL_LINES: usize = 8;
+
+/// Set the sender to `true` to cancel: both children are killed and [`PipelineError::Cancelled`] is
+/// returned. A dropped sender means "never cancelled".
+pub type CancelSignal = watch::Receiver<bool>;
+
+/// What to dump.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Schemas to dump, by exact name (at least one).
+    pub schemas: Vec<String>,
+    /// Tables to leave out entirely, as `schema.table` (split at the first dot; both parts literal)
+    /// or a bare `table` (any schema).
+    pub exclude_tables: Vec<String>,
+    /// Tables whose definition is kept but whose rows are not, same format.
+    pub exclude_table_data: Vec<String>,
+    /// A snapshot from `pg_export_snapshot()`, so pg_dump sees what the manifest saw.
+    pub snapshot: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    /// Archive bytes relayed.
+    pub bytes: u64,
+    /// SHA-256 of the archive, lowercase hex.
+    pub sha256: String,
+    pub duration: Duration,
+    /// Errors pg_restore reported that the allow-list accepts.
+    pub benign: Vec<RestoreError>,
+    pub dump_stderr_lines: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("nothing to dump: the schema list is empty")]
+    NoSchemas,
+    #[error("cannot start {tool} ({path}): {source}")]
+    Spawn {
+        tool: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("pg_dump failed ({status}); the restore was stopped{}", tail(.stderr_tail))]
+    Dump {
+        status: String,
+        stderr_tail: Vec<String>,
+    },
+    #[error("pg_restore failed ({status}){}{}", listed(.errors), tail(.stderr_tail))]
+    Restore {
+        /// The errors that are not on the benign allow-list (may be empty when pg_restore died
+        /// without saying why; then the tail tells).
+        errors: Vec<RestoreError>,
+        status: String,
+        stderr_tail: Vec<String>,
+    },
+    #[error("relaying the archive from pg_dump to pg_restore failed: {0}")]
+    Relay(std::io::Error),
+    #[error("cancelled: pg_dump and pg_restore were stopped")]
+    Cancelled,
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("; last messages:\n  {}", lines.join("\n  "))
+}
+
+fn listed(errors: &[RestoreError]) -> String {
+    if errors.is_empty() {
+        return String::new();
+    }
+    const SHOWN: usize = 10;
+    let mut out = format!(
+        "; {} error{} that make the restore incomplete:",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors.iter().take(SHOWN) {
+        out.push_str(&format!("\n  - {e}"));
+    }
+    if errors.len() > SHOWN {
+        out.push_str(&format!("\n  - … and {} more", errors.len() - SHOWN));
+    }
+    out
+}
+
+/// Quotes one identifier for pg_dump's pattern syntax, so dots, capitals and wildcards are literal.
+fn quote_ident_pattern(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `schema.table` → `"schema"."table"`; `table` → `"table"`.
+fn table_pattern(name: &str) -> String {
+    match name.split_once('.') {
+        Some((schema, table)) => format!(
+            "{}.{}",
+            quote_ident_pattern(schema),
+            quote_ident_pattern(table)
+        ),
+        None => quote_ident_pattern(name),
+    }
+}
+
+/// pg_dump's argv: only flags and object patterns, never a connection detail.
+pub fn dump_args(opts: &DumpOptions) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--format=custom",
+        // The pipe is local and both network legs carry uncompressed COPY anyway: compression would
+        // only burn CPU (reference/peers-and-performance.md §2.3).
+        "--compress=0",
+        "--no-owner",
+        "--no-privileges",
+        "--no-publications",
+        "--no-subscriptions",
+        // Supabase labels columns for pgsodium, which the target does not have.
+        "--no-security-labels",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if let Some(snapshot) = &opts.snapshot {
+        args.push(format!("--snapshot={snapshot}"));
+    }
+    for schema in &opts.schemas {
+        args.push(format!("--schema={}", quote_ident_pattern(schema)));
+    }
+    for table in &opts.exclude_tables {
+        args.push(format!("--exclude-table={}", table_pattern(table)));
+    }
+    for table in &opts.exclude_table_data {
+        args.push(format!("--exclude-table-data={}", table_pattern(table)));
+    }
+    args
+}
+
+/// pg_restore's argv. `--dbname` is needed to restore into a database at all; given as a conninfo
+/// with only the database name, so a name containing `=` is not taken for a connection string.
+/// `--verbose` names the object each error belongs to.
+pub fn restore_args(target: &ConnSpec) -> Vec<String> {
+    let dbname = target.dbname.replace('\\', "\\\\").replace('\'', "\\'");
+    vec![
+        "--verbose".into(),
+        "--no-owner".into(),
+        "--no-privileges".into(),
+        "--no-tablespaces".into(),
+        format!("--dbname=dbname='{dbname}'"),
+    ]
+}
+
+fn spawn(
+    tool: &'static str,
+    program: &Path,
+    args: &[String],
+    env: Vec<(String, String)>,
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Result<Child, PipelineError> {
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("LC_ALL", "C")
+        .envs(env)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| PipelineError::Spawn {
+            tool,
+            path: program.display().to_string(),
+            source,
+        })
+}
+
+/// Dumps `opts` from `source` and restores it into `target`, streaming. See the module docs.
+pub async fn dump_and_restore(
+    tools: &PgTools,
+    source: &ConnSpec,
+    target: &ConnSpec,
+    opts: &DumpOptions,
+    mut cancel: CancelSignal,
+) -> Result<PipelineReport, PipelineError> {
+    if opts.schemas.is_empty() {
+        return Err(PipelineError::NoSchemas);
+    }
+    let started = Instant::now();
+
+    let mut restore = spawn(
+        "pg_restore",
+        &tools.pg_restore,
+        &restore_args(target),
+        target.child_env("supaneon-sync pg_restore"),
+        Stdio::piped(),
+        Stdio::null(),
+    )?;
+    let restore_in = restore.stdin.take().expect("stdin is piped");
+    let restore_err = drain_stderr(
+        "pg_restore",
+        restore.stderr.take().expect("stderr is piped"),
+        Some(RestoreErrorParser::new()),
+    );
+    let mut dump = spawn(
+        "pg_dump",
+        &tools.pg_dump,
+        &dump_args(opts),
+        source.child_env("supaneon-sync pg_dump"),
+        Stdio::null(),
+        Stdio::piped(),
+    )?;
+    let dump_out = dump.stdout.take().expect("stdout is piped");
+    let dump_err = drain_stderr(
+        "pg_dump",
+        dump.stderr.take().expect("stderr is piped"),
+        None,
+    );
+    tracing::info!(
+        pg_dump_pid = dump.id(),
+        pg_restore_pid = restore.id(),
+        "dump {} → restore {} started (schemas: {})",
+        source.display(),
+        target.display(),
+        opts.schemas.join(", ")
+    );
+
+    let bytes = Arc::new(AtomicU64::new(0));
+    let _progress = AbortOnDrop(tokio::spawn(log_progress(bytes.clone(), started)));
+
+    // Phase 1: stream until pg_dump closes its stdout, unless pg_restore dies or we are cancelled.
+    let relayed = {
+        let relay = relay(dump_out, restore_in, bytes.clone());
+        tokio::pin!(relay);
+        tokio::select! {
+            r = &mut relay => Phase1::Relayed(r),
+            st = restore.wait() => Phase1::RestoreExited(st),
+            _ = cancelled(&mut cancel) => Phase1::Cancelled,
+        }
+        // The relay (and with it pg_restore's stdin) is dropped here: pg_restore sees EOF.
+    };
+    let sha256 = match relayed {
+        Phase1::Relayed(Ok(digest)) => digest,
+        Phase1::Cancelled => return Err(cancel_both(&mut dump, &mut restore).await),
+        Phase1::Relayed(Err(RelayFailure::Read(e))) => {
+            kill(&mut dump).await;
+            kill(&mut restore).await;
+            return Err(PipelineError::Relay(e));
+        }
+        Phase1::Relayed(Err(RelayFailure::Write(e))) => {
+            // pg_restore stopped reading: it has exited or is about to.
+            kill(&mut dump).await;
+            let status = wait_or_kill(&mut restore, &mut cancel).await;
+            let status = match status {
+                Some(s) => s,
+                None => return Err(PipelineError::Cancelled),
+            };
+            return Err(restore_failure(status, restore_err.await, Some(e)));
+        }
+        Phase1::RestoreExited(status) => {
+            kill(&mut dump).await;
+            let status = status.map_err(PipelineError::Relay)?;
+            return Err(restore_failure(status, restore_err.await, None));
+        }
+    };
+
+    // Phase 2: pg_dump must finish cleanly, or the archive pg_restore read is incomplete.
+    let dump_status = tokio::select! {
+        st = dump.wait() => st.map_err(PipelineError::Relay)?,
+        _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+    };
+    if !dump_status.success() {
+        kill(&mut restore).await;
+        let dump_summary = dump_err.await;
+        tracing::warn!("pg_dump {dump_status}; pg_restore was stopped");
+        return Err(PipelineError::Dump {
+            status: dump_status.to_string(),
+            stderr_tail: dump_summary.tail,
+        });
+    }
+
+    // Phase 3: pg_restore finishes the archive.
+    let restore_status = tokio::select! {
+        st = restore.wait() => st.map_err(PipelineError::Relay)?,
+        _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+    };
+    let dump_summary = dump_err.await;
+    let restore_summary = restore_err.await;
+    let outcome = restore_summary.outcome.clone().unwrap_or_default();
+    let clean_exit = restore_status.success()
+        || (restore_status.code() == Some(1) && !outcome.benign.is_empty());
+    if !clean_exit || !outcome.fatal.is_empty() {
+        return Err(restore_failure(restore_status, restore_summary, None));
+    }
+
+    let report = PipelineReport {
+        bytes: bytes.load(Ordering::Relaxed),
+        sha256,
+        duration: started.elapsed(),
+        benign: outcome.benign,
+        dump_stderr_lines: dump_summary.lines,
+    };
+    tracing::info!(
+        "dump → restore finished: {} in {:.1} s ({:.1} MB/s), {} benign restore note(s)",
+        human_bytes(report.bytes),
+        report.duration.as_secs_f64(),
+        mb_per_s(report.bytes, report.duration),
+        report.benign.len()
+    );
+    Ok(report)
+}
+
+enum Phase1 {
+    Relayed(Result<String, RelayFailure>),
+    RestoreExited(std::io::Result<ExitStatus>),
+    Cancelled,
+}
+
+enum RelayFailure {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies pg_dump's stdout into pg_restore's stdin through one buffer; returns the archive's SHA-256.
+async fn relay(
+    mut from: ChildStdout,
+    mut to: ChildStdin,
+    bytes: Arc<AtomicU64>,
+) -> Result<String, RelayFailure> {
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut hasher = Sha256::new();
+    loop {
+        let n = from.read(&mut buf).await.map_err(RelayFailure::Read)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n]).await.map_err(RelayFailure::Write)?;
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    to.shutdown().await.map_err(RelayFailure::Write)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn restore_failure(
+    status: ExitStatus,
+    summary: StderrSummary,
+    relay_error: Option<std::io::Error>,
+) -> PipelineError {
+    let outcome = summary.outcome.unwrap_or_default();
+    if status.success() && outcome.fatal.is_empty() {
+        // pg_restore exited cleanly before reading the whole archive: never a complete restore.
+        return PipelineError::Relay(relay_error.unwrap_or_else(|| {
+            std::io::Error::other("pg_restore exited before the end of the archive")
+        }));
+    }
+    tracing::warn!(
+        "pg_restore {status}: {} error(s) not on the benign list",
+        outcome.fatal.len()
+    );
+    PipelineError::Restore {
+        errors: outcome.fatal,
+        status: status.to_string(),
+        stderr_tail: summary.tail,
+    }
+}
+
+/// Resolves when the signal says "cancel"; never, if the sender is gone.
+async fn cancelled(cancel: &mut CancelSignal) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn kill(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+async fn cancel_both(dump: &mut Child, restore: &mut Child) -> PipelineError {
+    kill(dump).await;
+    kill(restore).await;
+    tracing::warn!("dump → restore cancelled; pg_dump and pg_restore stopped");
+    PipelineError::Cancelled
+}
+
+/// Waits for a child that should exit by itself; `None` if cancelled meanwhile (then it is killed).
+async fn wait_or_kill(child: &mut Child, cancel: &mut CancelSignal) -> Option<ExitStatus> {
+    tokio::select! {
+        st = child.wait() => st.ok(),
+        _ = cancelled(cancel) => { kill(child).await; None }
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn log_progress(bytes: Arc<AtomicU64>, started: Instant) {
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.tick().await; // the first tick is immediate
+    loop {
+        ticker.tick().await;
+        let done = bytes.load(Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        tracing::info!(
+            bytes = done,
+            "dump → restore: {} relayed in {:.0} s ({:.1} MB/s)",
+            human_bytes(done),
+            elapsed.as_secs_f64(),
+            mb_per_s(done, elapsed)
+        );
+    }
+}
+
+fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    bytes as f64 / 1_000_000.0 / secs
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1u64 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}
+
+/// What a child's stderr told us.
+#[derive(Debug, Default)]
+struct StderrSummary {
+    lines: usize,
+    /// The last relayed (redacted, SQL-free) lines.
+    tail: Vec<String>,
+    /// pg_restore only: its errors, classified.
+    outcome: Option<RestoreOutcome>,
+}
+
+fn drain_stderr(
+    tool: &'static str,
+    stderr: ChildStderr,
+    mut parser: Option<RestoreErrorParser>,
+) -> impl std::future::Future<Output = StderrSummary> {
+    let handle = tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr);
+        let mut filter = LineFilter::new(tool);
+        let mut tail = VecDeque::with_capacity(TAIL_LINES);
+        let mut lines = 0;
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&raw);
+            let line = text.trim_end_matches(['\n', '\r']);
+            lines += 1;
+            if let Some(p) = parser.as_mut() {
+                p.push_line(line);
+            }
+            if let Some((level, shown)) = filter.relay(line) {
+                match level {
+                    Level::Debug => tracing::debug!("{shown}"),
+                    Level::Info => tracing::info!("{shown}"),
+                    Level::Warn => tracing::warn!("{shown}"),
+                }
+                if level != Level::Debug {
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(shown);
+                }
+            }
+        }
+        StderrSummary {
+            lines,
+            tail: tail.into(),
+            outcome: parser.map(RestoreErrorParser::finish),
+        }
+    });
+    async move { handle.await.unwrap_or_default() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Debug,
+    Info,
+    Warn,
+}
+
+/// Decides which stderr lines are relayed, at which level, and how they read.
+struct LineFilter {
+    tool: &'static str,
+    prefix: String,
+    /// Inside a `Command was:` block: every line until the next tool line is SQL.
+    in_sql: bool,
+}
+
+impl LineFilter {
+    fn new(tool: &'static str) -> Self {
+        LineFilter {
+            tool,
+            prefix: format!("{tool}: "),
+            in_sql: false,
+        }
+    }
+
+    fn relay(&mut self, line: &str) -> Option<(Level, String)> {
+        if let Some(rest) = line.strip_prefix(&self.prefix) {
+            self.in_sql = false;
+            if rest.contains("Command was:") || rest.contains("Query was:") {
+                self.in_sql = true;
+                return None;
+            }
+            let level = if rest.starts_with("error:")
+                || rest.starts_with("warning:")
+                || rest.starts_with("detail:")
+                || rest.starts_with("hint:")
+            {
+                Level::Warn
+            } else if rest.starts_with("creating ")
+                || rest.starts_with("processing ")
+                || rest.starts_with("executing ")
+                || rest.starts_with("connecting ")
+                || rest.starts_with("from TOC entry")
+                || rest.starts_with("while ")
+            {
+                Level::Debug
+            } else {
+                Level::Info
+            };
+            return Some((level, redact(line)));
+        }
+        if line.starts_with("Command was:") {
+            self.in_sql = true;
+            return None;
+        }
+        if !self.in_sql && line.starts_with("HINT:") {
+            return Some((Level::Warn, redact(&format!("{}: {line}", self.tool))));
+        }
+        // LINE n: / DETAIL: (may quote row values) / SQL continuation: dropped.
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_quote_every_identifier() {
+        let opts = DumpOptions {
+            schemas: vec!["public".into(), "My.Schema".into(), "we\"ird*".into()],
+            exclude_tables: vec!["public.Audit.Log".into(), "bare".into()],
+            exclude_table_data: vec!["app_private.big?".into()],
+            snapshot: Some("00000003-0000001B-1".into()),
+        };
+        let args = dump_args(&opts);
+        assert!(args.contains(&"--compress=0".to_string()));
+        assert!(args.contains(&"--snapshot=00000003-0000001B-1".to_string()));
+        assert!(args.contains(&"--schema=\"public\"".to_string()));
+        assert!(args.contains(&"--schema=\"My.Schema\"".to_string()));
+        assert!(args.contains(&"--schema=\"we\"\"ird*\"".to_string()));
+        assert!(args.contains(&"--exclude-table=\"public\".\"Audit.Log\"".to_string()));
+        assert!(args.contains(&"--exclude-table=\"bare\"".to_string()));
+        assert!(args.contains(&"--exclude-table-data=\"app_private\".\"big?\"".to_string()));
+    }
+
+    #[test]
+    fn restore_args_hold_no_connection_secret() {
+        let target = ConnSpec::from_url(&crate::secret::Secret::new(
+            "postgres://neondb_owner:pw-unit-restore-args@ep-x.neon.tech/ne'on=db",
+        ))
+        .unwrap();
+        let args = restore_args(&target);
+        assert!(args.iter().all(|a| !a.contains("pw-unit-restore-args")));
+        assert!(args.iter().all(|a| !a.contains("ep-x.neon.tech")));
+        assert!(args.contains(&"--dbname=dbname='ne\\'on=db'".to_string()));
+    }
+
+    #[test]
+    fn the_line_filter_drops_sql_and_prefixes_everything() {
+        let mut f = LineFilter::new("pg_restore");
+        let lines = [
+            "pg_restore: creating TABLE \"public.t\"",
+            "pg_restore: error: could not execute query: ERROR:  permission denied for schema public",
+            "LINE 1: CREATE TABLE public.t (",
+            "                     ^",
+            "HINT:  not in sql yet",
+            "Command was: CREATE TABLE public.t (",
+            "    secret_column text",
+            "HINT:  inside sql block",
+            "::error::injected",
+            "pg_restore: warning: errors ignored on restore: 1",
+        ];
+        let shown: Vec<(Level, String)> = lines.iter().filter_map(|l| f.relay(l)).collect();
+        let texts: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "pg_restore: creating TABLE \"public.t\"",
+                "pg_restore: error: could not execute query: ERROR:  permission denied for schema public",
+                "pg_restore: HINT:  not in sql yet",
+                "pg_restore: warning: errors ignored on restore: 1",
+            ]
+        );
+        assert_eq!(shown[0].0, Level::Debug);
+        assert_eq!(shown[1].0, Level::Warn);
+
+        let mut d = LineFilter::new("pg_dump");
+        assert!(d
+            .relay("pg_dump: detail: Query was: LOCK TABLE public.x IN ACCESS SHARE MODE")
+            .is_none());
+        assert!(d
+            .relay("pg_dump: detail: Command was: COPY public.t (id) TO stdout;")
+            .is_none());
+        assert!(d
+            .relay("pg_dump: error: connection to server failed")
+            .is_some());
+    }
+
+    #[test]
+    fn restore_errors_are_listed_in_the_message() {
+        let err = PipelineError::Restore {
+            errors: vec![RestoreError {
+                message: "role \"authenticated\" does not exist".into(),
+                object: Some("POLICY \"public.t p\"".into()),
+            }],
+            status: "exit status: 1".into(),
+            stderr_tail: vec!["pg_restore: warning: errors ignored on restore: 1".into()],
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("POLICY \"public.t p\": role \"authenticated\" does not exist"),
+            "{text}"
+        );
+        assert!(text.contains("last messages"), "{text}");
+    }
+}
