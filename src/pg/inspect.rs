@@ -1,1 +1,578 @@
-//! (to be written)
+//! SQL inspection of the source and of a restored copy: session pinning, the shared snapshot, the
+//! manifest (row counts, checksums, object counts) and its storage on the backup branch.
+//!
+//! Every function takes a connected `tokio_postgres` client, so this module does not care how the
+//! connection was made (TLS, pooler, socket).
+//!
+//! Consistency with pg_dump: [`SourceSnapshot::open`] exports the snapshot pg_dump uses
+//! (`pg_dump --snapshot=<id>`); the manifest is taken in that same snapshot, either on the
+//! snapshot's own connection ([`SourceSnapshot::take_manifest`]) or, so that it can run while
+//! pg_dump reads, on other connections that import it ([`take_manifest_in_snapshot`]). The exporting
+//! transaction must stay open until every importer has started; keep the [`SourceSnapshot`] alive
+//! until pg_dump has begun and the manifest is taken, then call [`SourceSnapshot::finish`].
+//!
+//! Rendering-stable checksums: a row's checksum is taken over its text form, which depends on
+//! session settings (time zone, date and interval style, float digits, bytea format, search_path for
+//! reg* types). [`pin_session`] fixes all of them, so a source and a restored copy render equal rows
+//! equally whatever their role or database defaults are.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use futures_util::future::try_join_all;
+use tokio_postgres::types::Json;
+use tokio_postgres::{Client, GenericClient, SimpleQueryMessage};
+
+use crate::pg::content::Selection;
+use crate::pg::manifest::{Manifest, ObjectCounts, TableFingerprint, TableKind, MANIFEST_FORMAT};
+
+/// Our own schema on the backup branch; never part of a selection or a manifest.
+pub const OWN_SCHEMA: &str = "supaneon_sync";
+
+/// Longest a single inspection statement may run (a checksum over the largest table).
+pub const STATEMENT_TIMEOUT: &str = "1h";
+/// Longest we wait for a lock (someone running DDL on a table we read) before failing clearly.
+pub const LOCK_TIMEOUT: &str = "1min";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// A statement failed; `what` names the step, never the data.
+    #[error("{what}")]
+    Query {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "schema {0:?} was asked for (include-schemas) but does not exist in the source database"
+    )]
+    UnknownSchema(String),
+    #[error("the server answered {what} with something unexpected: {detail}")]
+    Unexpected { what: String, detail: String },
+    #[error("the stored manifest cannot be read")]
+    ManifestDecode(#[source] serde_json::Error),
+    #[error("the stored manifest has format {0}, this build understands format {MANIFEST_FORMAT}")]
+    ManifestFormat(u32),
+}
+
+impl InspectError {
+    fn query(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> InspectError {
+        let what = what.into();
+        move |source| InspectError::Query { what, source }
+    }
+
+    fn unexpected(what: impl Into<String>, detail: impl Into<String>) -> InspectError {
+        InspectError::Unexpected {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The SQLSTATE of a failed statement, if the server sent one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            InspectError::Query { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+}
+
+/// `"name"` with embedded quotes doubled: safe as an SQL identifier whatever the name holds.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled (standard_conforming_strings is pinned on).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `"schema"."name"`.
+pub fn quote_qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// The server's major version (`server_version_num / 10000`, e.g. 15, 17).
+pub async fn server_major(client: &impl GenericClient) -> Result<u32, InspectError> {
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('server_version_num')::int4",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("reading the server version"))?;
+    let num: i32 = row.get(0);
+    u32::try_from(num / 10000)
+        .map_err(|_| InspectError::unexpected("server_version_num", num.to_string()))
+}
+
+/// The server's `server_version` string, e.g. `17.2 (Debian 17.2-1)`.
+pub async fn server_version(client: &impl GenericClient) -> Result<String, InspectError> {
+    let row = client
+        .query_one("SELECT pg_catalog.current_setting('server_version')", &[])
+        .await
+        .map_err(InspectError::query("reading the server version"))?;
+    Ok(row.get(0))
+}
+
+/// Fixes every session setting that changes how values render as text, plus timeouts that keep a
+/// stuck inspection from hanging a run, and `row_security = off` so that a row-level-security policy
+/// makes a read fail instead of silently hiding rows (as pg_dump does).
+pub async fn pin_session(client: &impl GenericClient) -> Result<(), InspectError> {
+    let sql = format!(
+        "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+         SET extra_float_digits = 3; SET bytea_output = 'hex'; SET lc_monetary = 'C'; \
+         SET standard_conforming_strings = on; SET search_path = ''; SET row_security = off; \
+         SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; \
+         SET idle_in_transaction_session_timeout = 0; SET application_name = 'supaneon-sync'"
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(InspectError::query("pinning the session settings"))
+}
+
+/// A read-only, repeatable-read transaction on the source whose snapshot is exported for pg_dump.
+///
+/// It owns its connection so the transaction stays open as long as the value lives; dropping it
+/// without [`finish`](Self::finish) closes the connection, which ends the transaction too.
+pub struct SourceSnapshot {
+    client: Client,
+    snapshot_id: String,
+}
+
+impl SourceSnapshot {
+    /// Pins the session, opens the transaction and exports its snapshot.
+    pub async fn open(client: Client) -> Result<SourceSnapshot, InspectError> {
+        pin_session(&client).await?;
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(InspectError::query("opening the snapshot transaction"))?;
+        let snapshot_id = export_snapshot(&client).await?;
+        Ok(SourceSnapshot {
+            client,
+            snapshot_id,
+        })
+    }
+
+    /// The id to pass as `pg_dump --snapshot=<id>` or to [`take_manifest_in_snapshot`].
+    pub fn id(&self) -> &str {
+        &self.snapshot_id
+    }
+
+    /// The connection, inside the snapshot's transaction (e.g. for [`crate::pg::content::select`]).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The manifest, taken on the snapshot's own connection.
+    pub async fn take_manifest(&self, selection: &Selection) -> Result<Manifest, InspectError> {
+        manifest_in_transaction(&[&self.client], selection).await
+    }
+
+    /// Ends the transaction and hands the connection back.
+    pub async fn finish(self) -> Result<Client, InspectError> {
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(InspectError::query("closing the snapshot transaction"))?;
+        Ok(self.client)
+    }
+}
+
+/// Takes the manifest in an exported snapshot (see [`SourceSnapshot`]) on one or more connections
+/// of their own, each of which imports the snapshot (`BEGIN ISOLATION LEVEL REPEATABLE READ READ
+/// ONLY; SET TRANSACTION SNAPSHOT '<id>'`). Tables are shared out between the connections by size.
+/// The sessions are pinned here; every transaction is closed before returning.
+pub async fn take_manifest_in_snapshot(
+    clients: &[&Client],
+    snapshot_id: &str,
+    selection: &Selection,
+) -> Result<Manifest, InspectError> {
+    if clients.is_empty() {
+        return Err(InspectError::unexpected(
+            "take_manifest_in_snapshot",
+            "no connection given",
+        ));
+    }
+    let import = import_snapshot_sql(snapshot_id)?;
+    let mut opened = Vec::new();
+    let result = async {
+        begin_all(clients, &import, &mut opened).await?;
+        manifest_in_transaction(clients, selection).await
+    }
+    .await;
+    close_all(&opened, result.is_ok()).await?;
+    result
+}
+
+/// Takes the manifest of a database (the restored backup branch, a restore test) in one read-only
+/// repeatable-read snapshot shared by `clients` (one is enough; more read large databases faster).
+/// The sessions are pinned here; every transaction is closed before returning.
+pub async fn take_manifest(
+    clients: &[&Client],
+    selection: &Selection,
+) -> Result<Manifest, InspectError> {
+    let Some((first, rest)) = clients.split_first() else {
+        return Err(InspectError::unexpected(
+            "take_manifest",
+            "no connection given",
+        ));
+    };
+    let mut opened = Vec::new();
+    let result = async {
+        begin_all(
+            &[*first],
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            &mut opened,
+        )
+        .await?;
+        if !rest.is_empty() {
+            let id = export_snapshot(first).await?;
+            begin_all(rest, &import_snapshot_sql(&id)?, &mut opened).await?;
+        }
+        manifest_in_transaction(clients, selection).await
+    }
+    .await;
+    close_all(&opened, result.is_ok()).await?;
+    result
+}
+
+async fn export_snapshot(client: &Client) -> Result<String, InspectError> {
+    let row = client
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await
+        .map_err(InspectError::query("exporting the snapshot"))?;
+    Ok(row.get(0))
+}
+
+fn import_snapshot_sql(snapshot_id: &str) -> Result<String, InspectError> {
+    // Exported ids look like `00000003-0000001B-1`; anything else is refused before it reaches SQL.
+    if snapshot_id.is_empty()
+        || !snapshot_id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
+        return Err(InspectError::unexpected(
+            "the snapshot id",
+            "not an exported snapshot id",
+        ));
+    }
+    Ok(format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        quote_literal(snapshot_id)
+    ))
+}
+
+/// Pins each session and runs `begin` on it; every connection tried is recorded in `opened` so that
+/// it is closed again even when its BEGIN failed half-way.
+async fn begin_all<'a>(
+    clients: &[&'a Client],
+    begin: &str,
+    opened: &mut Vec<&'a Client>,
+) -> Result<(), InspectError> {
+    for client in clients {
+        pin_session(*client).await?;
+        opened.push(*client);
+        client
+            .batch_execute(begin)
+            .await
+            .map_err(InspectError::query("opening the manifest transaction"))?;
+    }
+    Ok(())
+}
+
+async fn close_all(clients: &[&Client], commit: bool) -> Result<(), InspectError> {
+    let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+    for client in clients {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(InspectError::query("closing the manifest transaction"))?;
+    }
+    Ok(())
+}
+
+/// A relation to fingerprint, as found in the catalog.
+struct Relation {
+    schema: String,
+    name: String,
+    kind: TableKind,
+    populated: bool,
+    /// Size estimate used to share the work between connections.
+    pages: i64,
+}
+
+/// The manifest, read by `workers` that are all inside transactions sharing one snapshot.
+/// Catalog queries run on the first; tables are fingerprinted on all of them.
+async fn manifest_in_transaction(
+    workers: &[&Client],
+    selection: &Selection,
+) -> Result<Manifest, InspectError> {
+    let catalog = workers[0];
+    let source_server_version = server_version(catalog).await?;
+    let schemas = existing_schemas(catalog, &selection.schemas).await?;
+    let relations = relations(catalog, &schemas, &selection.exclude_tables).await?;
+    let objects = object_counts(catalog, &schemas, &selection.exclude_tables).await?;
+
+    let mut tables = Vec::with_capacity(relations.len());
+    let mut to_read = Vec::new();
+    for rel in relations {
+        let qualified = format!("{}.{}", rel.schema, rel.name);
+        let data_excluded =
+            rel.kind == TableKind::Table && selection.exclude_table_data.contains(&qualified);
+        let fp = TableFingerprint {
+            schema: rel.schema.clone(),
+            name: rel.name.clone(),
+            kind: rel.kind,
+            rows: 0,
+            checksum: String::new(),
+            data_excluded,
+        };
+        if !data_excluded && rel.populated {
+            to_read.push((tables.len(), rel.pages));
+        }
+        tables.push((fp, rel));
+    }
+
+    // Share the tables out: largest first, each to the least-loaded connection.
+    to_read.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut shares: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); workers.len()];
+    for (index, pages) in to_read {
+        let lightest = shares
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one worker");
+        lightest.0 += pages.max(1);
+        lightest.1.push(index);
+    }
+    let readers = workers.iter().zip(&shares).map(|(client, (_, indexes))| {
+        let jobs = indexes.iter().map(|&i| {
+            let rel = &tables[i].1;
+            async move {
+                fingerprint(client, &rel.schema, &rel.name)
+                    .await
+                    .map(|fp| (i, fp))
+            }
+        });
+        // One connection pipelines its statements: no round trip per table.
+        try_join_all(jobs)
+    });
+    let results: Vec<(usize, (i64, String))> =
+        try_join_all(readers).await?.into_iter().flatten().collect();
+    let mut tables: Vec<TableFingerprint> = tables.into_iter().map(|(fp, _)| fp).collect();
+    for (i, (rows, checksum)) in results {
+        tables[i].rows = rows;
+        tables[i].checksum = checksum;
+    }
+
+    Ok(Manifest {
+        format: MANIFEST_FORMAT,
+        taken_at: Utc::now(),
+        source_server_version,
+        schemas,
+        tables,
+        objects,
+    })
+}
+
+/// Row count and order-independent checksum of one table (`FROM ONLY`: partitions and inheritance
+/// children are fingerprinted on their own). The checksum sums a 64-bit hash of each row's text form;
+/// `sum(int8)` is exact (numeric result), so it cannot overflow. A simple query: one round trip, no
+/// prepared statement.
+async fn fingerprint(
+    client: &Client,
+    schema: &str,
+    name: &str,
+) -> Result<(i64, String), InspectError> {
+    let sql = format!(
+        "SELECT pg_catalog.count(*), \
+         COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(r.*::pg_catalog.text, 0)), 0) \
+         FROM ONLY {} AS r",
+        quote_qualified(schema, name)
+    );
+    let what = || format!("reading table {schema}.{name}");
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|source| InspectError::Query {
+            what: what(),
+            source,
+        })?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .ok_or_else(|| InspectError::unexpected(what(), "no row"))?;
+    let rows = row
+        .get(0)
+        .and_then(|v| v.parse::<i64>().ok())
+        .ok_or_else(|| InspectError::unexpected(what(), "count is not a number"))?;
+    let checksum = row
+        .get(1)
+        .ok_or_else(|| InspectError::unexpected(what(), "checksum is NULL"))?
+        .to_string();
+    Ok((rows, checksum))
+}
+
+/// The schemas of `wanted` that exist here, sorted.
+async fn existing_schemas(client: &Client, wanted: &[String]) -> Result<Vec<String>, InspectError> {
+    let rows = client
+        .query(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[]) ORDER BY 1",
+            &[&wanted],
+        )
+        .await
+        .map_err(InspectError::query("listing schemas"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Tables (incl. leaf partitions) and materialized views in `schemas`, minus extension members and
+/// excluded tables, sorted by (schema, name).
+async fn relations(
+    client: &Client,
+    schemas: &[String],
+    exclude: &[String],
+) -> Result<Vec<Relation>, InspectError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, c.relkind = 'm', c.relispopulated, c.relpages::int8 \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'm') \
+               AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')",
+            &[&schemas, &exclude],
+        )
+        .await
+        .map_err(InspectError::query("listing tables"))?;
+    let mut out: Vec<Relation> = rows
+        .iter()
+        .map(|r| Relation {
+            schema: r.get(0),
+            name: r.get(1),
+            kind: if r.get(2) {
+                TableKind::MaterializedView
+            } else {
+                TableKind::Table
+            },
+            populated: r.get(3),
+            pages: r.get(4),
+        })
+        .collect();
+    // Byte order, not the server's collation: both sides must sort alike.
+    out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    Ok(out)
+}
+
+/// Counts of policies, functions, triggers, views, materialized views, sequences and indexes in
+/// `schemas` that pg_dump would dump: extension members and objects of excluded tables are left out.
+async fn object_counts(
+    client: &Client,
+    schemas: &[String],
+    exclude: &[String],
+) -> Result<ObjectCounts, InspectError> {
+    let row = client
+        .query_one(
+            "WITH ext AS (SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'), \
+             rels AS (SELECT c.oid, c.relkind FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = ANY($1::text[]) \
+                   AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
+                   AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                                   AND ext.objid = c.oid)) \
+             SELECT \
+               (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)), \
+               (SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM ext \
+                   WHERE ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ext.objid = p.oid)), \
+               (SELECT count(*) FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal \
+                 AND t.tgrelid IN (SELECT oid FROM rels)), \
+               (SELECT count(*) FROM rels WHERE relkind = 'v'), \
+               (SELECT count(*) FROM rels WHERE relkind = 'm'), \
+               (SELECT count(*) FROM rels WHERE relkind = 'S'), \
+               (SELECT count(*) FROM rels WHERE relkind IN ('i', 'I') \
+                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indexrelid = rels.oid \
+                             AND x.indrelid IN (SELECT oid FROM rels)))",
+            &[&schemas, &exclude],
+        )
+        .await
+        .map_err(InspectError::query("counting policies, functions, triggers and views"))?;
+    Ok(ObjectCounts {
+        policies: row.get(0),
+        functions: row.get(1),
+        triggers: row.get(2),
+        views: row.get(3),
+        materialized_views: row.get(4),
+        sequences: row.get(5),
+        indexes: row.get(6),
+    })
+}
+
+/// Stores `manifest` on the backup branch in `supaneon_sync.backup_manifest` (created if missing).
+/// Returns the row id.
+pub async fn store_manifest(
+    client: &impl GenericClient,
+    manifest: &Manifest,
+) -> Result<i32, InspectError> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
+             CREATE TABLE IF NOT EXISTS supaneon_sync.backup_manifest ( \
+               id serial PRIMARY KEY, taken_at timestamptz NOT NULL, manifest jsonb NOT NULL)",
+        )
+        .await
+        .map_err(InspectError::query("creating the manifest table"))?;
+    let row = client
+        .query_one(
+            "INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES ($1, $2) RETURNING id",
+            &[&manifest.taken_at, &Json(manifest)],
+        )
+        .await
+        .map_err(InspectError::query("storing the manifest"))?;
+    Ok(row.get(0))
+}
+
+/// The newest manifest stored on this database, or `None` when there is none (not a backup branch).
+pub async fn read_manifest(client: &impl GenericClient) -> Result<Option<Manifest>, InspectError> {
+    let exists = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('supaneon_sync.backup_manifest') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("looking for the manifest table"))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT manifest FROM supaneon_sync.backup_manifest ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("reading the manifest"))?;
+    let Some(row) = row else { return Ok(None) };
+    let value: serde_json::Value = row.get(0);
+    let format = value.get("format").and_then(|f| f.as_u64()).unwrap_or(0);
+    if format != u64::from(MANIFEST_FORMAT) {
+        return Err(InspectError::ManifestFormat(
+            u32::try_from(format).unwrap_or(u32::MAX),
+        ));
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(InspectError::ManifestDecode)
+}
+
+/// Tables per schema in a manifest, for reports (`schema -> tables`).
+pub fn tables_by_schema(manifest: &Manifest) -> BTreeMap<&str, usize> {
+    let mut out = BTreeMap::new();
+    for t in &manifest.tables {
+        *out.entry(t.schema.as_str()).or_insert(0) += 1;
+    }
+    out
+}

@@ -1,1 +1,355 @@
-//! (to be written)
+//! The backup manifest: what the source held at the dump's snapshot, and how a restored copy is
+//! compared against it.
+//!
+//! A manifest holds names, counts and checksums only, never row data, so it can be stored on the
+//! backup branch, printed in a summary and compared anywhere.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and understands.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct Manifest {
+    pub format: u32,
+    pub taken_at: DateTime<Utc>,
+    /// `server_version` of the server the manifest was taken on.
+    pub source_server_version: String,
+    /// The dumped schemas that exist on this server, sorted.
+    pub schemas: Vec<String>,
+    /// Every table and materialized view in those schemas, sorted by (schema, name).
+    pub tables: Vec<TableFingerprint>,
+    pub objects: ObjectCounts,
+}
+
+/// Whether a fingerprinted relation holds its own data or is recomputed by the restore.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    #[default]
+    Table,
+    /// Refreshed by pg_restore from the restored tables: equal to the source only when the source's
+    /// view was fresh, so a difference is reported but not counted as data loss.
+    MaterializedView,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct TableFingerprint {
+    pub schema: String,
+    pub name: String,
+    #[serde(default)]
+    pub kind: TableKind,
+    /// Exact `count(*)`; 0 when the data is excluded from the dump.
+    pub rows: i64,
+    /// Order-independent checksum of the rows' text form (decimal); empty when the data is excluded
+    /// or the materialized view is not populated.
+    pub checksum: String,
+    /// The table's structure is dumped but its data is not (ledgers, user exclusions).
+    pub data_excluded: bool,
+}
+
+impl TableFingerprint {
+    /// `schema.name` as people read it (unquoted).
+    pub fn qualified_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// Counts of the objects a naive restore tends to lose, restricted to the dumped schemas.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct ObjectCounts {
+    pub policies: i64,
+    pub functions: i64,
+    pub triggers: i64,
+    pub views: i64,
+    pub materialized_views: i64,
+    pub sequences: i64,
+    pub indexes: i64,
+}
+
+impl ObjectCounts {
+    /// (kind, count) pairs in a fixed order, for comparison and reports.
+    pub fn entries(&self) -> [(&'static str, i64); 7] {
+        [
+            ("policies", self.policies),
+            ("functions", self.functions),
+            ("triggers", self.triggers),
+            ("views", self.views),
+            ("materialized views", self.materialized_views),
+            ("sequences", self.sequences),
+            ("indexes", self.indexes),
+        ]
+    }
+}
+
+/// One difference between the expected (source) manifest and what a restored copy holds.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Mismatch {
+    MissingSchema(String),
+    MissingTable {
+        table: String,
+    },
+    /// A table the source did not have: the copy is not what was dumped.
+    ExtraTable {
+        table: String,
+    },
+    RowCount {
+        table: String,
+        expected: i64,
+        actual: i64,
+    },
+    /// Same row count, different content.
+    Checksum {
+        table: String,
+    },
+    /// A materialized view whose refreshed content differs; expected when the source view was stale.
+    MaterializedViewContent {
+        table: String,
+        expected_rows: i64,
+        actual_rows: i64,
+    },
+    DataExclusion {
+        table: String,
+        expected_excluded: bool,
+    },
+    ObjectCount {
+        kind: &'static str,
+        expected: i64,
+        actual: i64,
+    },
+}
+
+impl Mismatch {
+    /// True for differences that do not mean lost or altered data (a stale materialized view on the
+    /// source). Everything else fails a verification.
+    pub fn is_advisory(&self) -> bool {
+        matches!(self, Mismatch::MaterializedViewContent { .. })
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::MissingSchema(s) => write!(f, "schema {s} is missing"),
+            Mismatch::MissingTable { table } => write!(f, "{table}: table is missing"),
+            Mismatch::ExtraTable { table } => write!(f, "{table}: table is not in the source manifest"),
+            Mismatch::RowCount { table, expected, actual } => {
+                write!(f, "{table}: {actual} rows, expected {expected}")
+            }
+            Mismatch::Checksum { table } => {
+                write!(f, "{table}: same row count but different content (checksum differs)")
+            }
+            Mismatch::MaterializedViewContent { table, expected_rows, actual_rows } => write!(
+                f,
+                "{table}: materialized view has {actual_rows} rows after refresh, source had {expected_rows} \
+                 (expected when the source view was not refreshed since its tables changed)"
+            ),
+            Mismatch::DataExclusion { table, expected_excluded } => write!(
+                f,
+                "{table}: data {} in the source manifest but {} here",
+                if *expected_excluded { "excluded" } else { "included" },
+                if *expected_excluded { "included" } else { "excluded" }
+            ),
+            Mismatch::ObjectCount { kind, expected, actual } => {
+                write!(f, "{kind}: {actual}, expected {expected}")
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// Every difference between `self` (expected, taken on the source) and `actual` (taken on the
+    /// restored copy with the same selection). Empty means the copy matches. Timestamps and server
+    /// versions are not compared.
+    pub fn compare(&self, actual: &Manifest) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        for schema in &self.schemas {
+            if !actual.schemas.contains(schema) {
+                out.push(Mismatch::MissingSchema(schema.clone()));
+            }
+        }
+
+        let key = |t: &TableFingerprint| (t.schema.clone(), t.name.clone());
+        let actual_tables: BTreeMap<_, _> = actual.tables.iter().map(|t| (key(t), t)).collect();
+        let expected_tables: BTreeMap<_, _> = self.tables.iter().map(|t| (key(t), t)).collect();
+
+        for (k, exp) in &expected_tables {
+            let table = exp.qualified_name();
+            let Some(act) = actual_tables.get(k) else {
+                out.push(Mismatch::MissingTable { table });
+                continue;
+            };
+            if exp.data_excluded != act.data_excluded {
+                out.push(Mismatch::DataExclusion {
+                    table,
+                    expected_excluded: exp.data_excluded,
+                });
+                continue;
+            }
+            let differs = exp.rows != act.rows || exp.checksum != act.checksum;
+            if !differs {
+                continue;
+            }
+            if exp.kind == TableKind::MaterializedView {
+                out.push(Mismatch::MaterializedViewContent {
+                    table,
+                    expected_rows: exp.rows,
+                    actual_rows: act.rows,
+                });
+            } else if exp.rows != act.rows {
+                out.push(Mismatch::RowCount {
+                    table,
+                    expected: exp.rows,
+                    actual: act.rows,
+                });
+            } else {
+                out.push(Mismatch::Checksum { table });
+            }
+        }
+        for (k, act) in &actual_tables {
+            if !expected_tables.contains_key(k) {
+                out.push(Mismatch::ExtraTable {
+                    table: act.qualified_name(),
+                });
+            }
+        }
+
+        for ((kind, expected), (_, actual)) in self
+            .objects
+            .entries()
+            .into_iter()
+            .zip(actual.objects.entries())
+        {
+            if expected != actual {
+                out.push(Mismatch::ObjectCount {
+                    kind,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        out
+    }
+
+    /// Rows over all tables whose data is dumped (materialized views excluded: they are derived).
+    pub fn total_rows(&self) -> i64 {
+        self.tables
+            .iter()
+            .filter(|t| t.kind == TableKind::Table && !t.data_excluded)
+            .map(|t| t.rows)
+            .sum()
+    }
+
+    /// Looks a table up by schema and name.
+    pub fn table(&self, schema: &str, name: &str) -> Option<&TableFingerprint> {
+        self.tables
+            .iter()
+            .find(|t| t.schema == schema && t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, rows: i64, checksum: &str) -> TableFingerprint {
+        TableFingerprint {
+            schema: "public".into(),
+            name: name.into(),
+            kind: TableKind::Table,
+            rows,
+            checksum: checksum.into(),
+            data_excluded: false,
+        }
+    }
+
+    fn manifest(tables: Vec<TableFingerprint>) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            taken_at: Utc::now(),
+            source_server_version: "17.2".into(),
+            schemas: vec!["public".into()],
+            tables,
+            objects: ObjectCounts {
+                policies: 3,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn equal_manifests_have_no_mismatch_even_with_other_timestamps() {
+        let a = manifest(vec![table("a", 2, "10")]);
+        let mut b = a.clone();
+        b.taken_at = a.taken_at + chrono::Duration::hours(1);
+        b.source_server_version = "15.8".into();
+        assert!(a.compare(&b).is_empty());
+    }
+
+    #[test]
+    fn reports_each_kind_of_difference() {
+        let expected = manifest(vec![
+            table("orders", 2000, "1"),
+            table("gone", 1, "2"),
+            table("same", 5, "3"),
+        ]);
+        let mut actual = manifest(vec![
+            table("orders", 1999, "1"),
+            table("same", 5, "4"),
+            table("new", 0, "0"),
+        ]);
+        actual.schemas.clear();
+        actual.objects.policies = 2;
+        let found: Vec<String> = expected
+            .compare(&actual)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                "schema public is missing",
+                "public.gone: table is missing",
+                "public.orders: 1999 rows, expected 2000",
+                "public.same: same row count but different content (checksum differs)",
+                "public.new: table is not in the source manifest",
+                "policies: 2, expected 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn materialized_view_differences_are_advisory() {
+        let mut mv = table("mv", 3, "9");
+        mv.kind = TableKind::MaterializedView;
+        let expected = manifest(vec![mv.clone()]);
+        mv.rows = 4;
+        let m = expected.compare(&manifest(vec![mv]));
+        assert_eq!(m.len(), 1);
+        assert!(m[0].is_advisory());
+        assert!(!Mismatch::Checksum { table: "x".into() }.is_advisory());
+    }
+
+    #[test]
+    fn total_rows_skips_excluded_and_derived() {
+        let mut ledger = table("ledger", 0, "");
+        ledger.data_excluded = true;
+        let mut mv = table("mv", 7, "1");
+        mv.kind = TableKind::MaterializedView;
+        assert_eq!(
+            manifest(vec![table("a", 5, "1"), ledger, mv]).total_rows(),
+            5
+        );
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let m = manifest(vec![table("a", 5, "-123456789012345678901")]);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+    }
+}
