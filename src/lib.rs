@@ -4,6 +4,7 @@
 //! responsibility lives in one module here.
 
 pub mod actions;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use crate::actions::Actions;
 use crate::cli::{Cli, Command};
 use crate::config::{self, ActionInputs, Config, Mode, RawSettings};
+use crate::backup;
 use crate::error::{Error, Failure, Result};
+use crate::neon::{NeonClient, NeonSettings};
+use crate::pg::pipeline::CancelSignal;
+use crate::report;
 
 /// Everything a mode needs from the outside world.
 pub struct RunContext {
@@ -42,10 +46,54 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
         actions,
     };
     tracing::info!(mode = ctx.config.mode.name(), "starting");
-    match ctx.config.mode {
+    let result = match ctx.config.mode {
         Mode::ValidateConfig => validate_config(&ctx).await,
+        Mode::Backup => {
+            let neon = neon_client(&ctx.config)?;
+            let outcome = backup::run(&ctx, &neon, cancel_on_signal()).await;
+            match outcome {
+                Ok(outcome) => backup::report(&ctx, &outcome),
+                Err(e) => Err(e),
+            }
+        }
         mode => Err(not_implemented(mode)),
+    };
+    if let Err(e) = &result {
+        let _ = report::write_outputs(&ctx.actions, &[("result", e.headline())]);
     }
+    result
+}
+
+/// The Neon client for the configured project.
+pub fn neon_client(config: &Config) -> Result<NeonClient> {
+    let settings = config
+        .neon
+        .as_ref()
+        .ok_or_else(|| Failure::new("this mode needs the Neon settings").hint("set NEON_API_KEY and NEON_PROJECT_ID"))?;
+    let mut neon = NeonSettings::new(settings.api_key.clone(), settings.project_id.clone());
+    neon.base_url = settings.api_url.clone();
+    NeonClient::new(neon).map_err(|e| e.into_failure("nothing was run").into())
+}
+
+/// A signal that turns true on SIGTERM or SIGINT. In a container our binary is PID 1, where the default
+/// dispositions do not terminate, so the signals must be handled explicitly.
+pub fn cancel_on_signal() -> CancelSignal {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::warn!("cannot install signal handlers; cancellation will not clean up");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::warn!("SIGTERM received: stopping"),
+            _ = int.recv() => tracing::warn!("SIGINT received: stopping"),
+        }
+        let _ = tx.send(true);
+        // Keep the sender alive so receivers see the value, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    rx
 }
 
 fn not_implemented(mode: Mode) -> Error {

@@ -1,0 +1,412 @@
+//! backup-run: one consistent, Supabase-aware, verified and atomic backup into a new Neon branch.
+//!
+//! The branch is created as `backup-<ts>-incomplete` and renamed to `backup-<ts>` only after the restore
+//! finished and matched the manifest, so a crash, a cancelled job or a failed verification can never leave
+//! something that looks like a good backup. On failure the incomplete branch is deleted when possible and
+//! otherwise left for prune.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use crate::config::{Config, VerifyLevel};
+use crate::error::{Error, Failure, Result};
+use crate::neon::{CreateBranch, Deleted, NeonClient};
+use crate::pg::conn::{self, ConnSpec};
+use crate::pg::content::{self, ContentPolicy, Selection};
+use crate::pg::manifest::{Manifest, Mismatch};
+use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
+use crate::pg::{inspect, prepare, tools};
+use crate::report;
+use crate::run::RunContext;
+
+/// The application name our own sessions show in `pg_stat_activity`.
+const APP_NAME: &str = "supaneon-sync";
+
+/// What a finished backup reports.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub branch_name: String,
+    pub branch_id: String,
+    pub manifest: Manifest,
+    pub pipeline: PipelineReport,
+    pub duration: Duration,
+    pub notes: Vec<String>,
+}
+
+/// Names of a backup taken at `at`.
+pub fn branch_names(at: DateTime<Utc>) -> (String, String) {
+    let complete = format!("backup-{}", at.format("%Y%m%dT%H%M%SZ"));
+    (format!("{complete}-incomplete"), complete)
+}
+
+/// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
+/// is deleted, and the run fails.
+pub async fn run(ctx: &RunContext, neon: &NeonClient, cancel: CancelSignal) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let created: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+    let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
+    let result = tokio::select! {
+        result = attempt => result,
+        _ = cancelled(cancel) => Err(Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
+            .impact("no complete backup was made by this run; earlier backups are untouched")
+            .hint("run it again; nothing needs cleaning up by hand")
+            .into()),
+    };
+    if result.is_err() {
+        let branch = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((id, name)) = branch {
+            clean_up(neon, &id, &name).await;
+        }
+    }
+    result
+}
+
+async fn cancelled(mut cancel: CancelSignal) {
+    loop {
+        if *cancel.borrow_and_update() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            // The sender is gone: nobody can cancel any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn clean_up(neon: &NeonClient, id: &str, name: &str) {
+    match neon.delete_branch(id).await {
+        Ok(Deleted::Removed) => tracing::info!(branch = name, "deleted the incomplete backup branch"),
+        Ok(Deleted::AlreadyGone) => {}
+        Err(e) => tracing::warn!(
+            branch = name,
+            error = %e,
+            "could not delete the incomplete backup branch; prune will remove it (its name marks it incomplete)"
+        ),
+    }
+}
+
+async fn take_backup(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    cancel: CancelSignal,
+    created: Arc<Mutex<Option<(String, String)>>>,
+    started: Instant,
+) -> Result<BackupOutcome> {
+    let config = &ctx.config;
+    let actions = &ctx.actions;
+    let source_url = config.source_url.as_ref().ok_or_else(|| {
+        Failure::new("backup needs the Supabase connection URI").hint("set SUPABASE_DATABASE_URL")
+    })?;
+    let source_spec = ConnSpec::from_url(source_url).map_err(|e| invalid_source(&e))?;
+    let neon_settings = config.neon.as_ref().ok_or_else(|| Failure::new("backup needs the Neon settings"))?;
+
+    // 1. Preflight: nothing is created until the source, the tools and the project are known to fit.
+    let group = actions.group("preflight");
+    let source = conn::connect(&source_spec, APP_NAME).await.map_err(|e| source_unreachable(&e))?;
+    let major = inspect::server_major(&source).await.map_err(|e| source_query(e, "reading the server version"))?;
+    let version = inspect::server_version(&source).await.map_err(|e| source_query(e, "reading the server version"))?;
+    tracing::info!(source = %source_spec.display(), server_version = %version, "source answered over TLS");
+    let pg_tools = tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
+        Error::from(
+            Failure::new(format!("pg_dump/pg_restore of PostgreSQL {major} are not installed"))
+                .impact("no backup was made; nothing was created on Neon")
+                .cause(e),
+        )
+    })?;
+    tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
+    let project = neon
+        .get_project()
+        .await
+        .map_err(|e| e.into_failure("no backup was made; nothing was created on Neon"))?;
+    if project.pg_version < major {
+        return Err(Failure::new(format!(
+            "the Neon project runs PostgreSQL {}, older than the source's {major}",
+            project.pg_version
+        ))
+        .impact("no backup was made; a dump of a newer server cannot be restored into an older one")
+        .hint(format!("create the Neon project with PostgreSQL {major} (the same major as Supabase)"))
+        .into());
+    }
+    let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;
+    drop(group);
+
+    // 2. The branch, under a name that says it is not a backup yet.
+    let now = Utc::now();
+    let (incomplete, complete) = branch_names(now);
+    let group = actions.group(&format!("create branch {incomplete}"));
+    let mut annotations = BTreeMap::new();
+    annotations.insert("supaneon-sync".to_string(), "backup".to_string());
+    annotations.insert("source".to_string(), format!("{}:{}/{}", source_spec.host, source_spec.port, source_spec.dbname));
+    annotations.insert("source-server-version".to_string(), version.clone());
+    annotations.insert("tool-version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    let branch = neon
+        .create_branch(&CreateBranch {
+            name: incomplete.clone(),
+            parent_id,
+            expires_at: None,
+            annotations,
+            with_endpoint: true,
+        })
+        .await
+        .map_err(|e| e.into_failure("no backup was made by this run"))?;
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some((branch.branch.id.clone(), incomplete.clone()));
+    tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
+    let target_url = neon
+        .connection_uri(&branch.branch.id, &neon_settings.database, &neon_settings.role)
+        .await
+        .map_err(|e| e.into_failure(INCOMPLETE))?;
+    let target_spec = ConnSpec::from_url(&target_url).map_err(|e| target_failure("Neon returned an unusable connection URI", e))?;
+    let target = conn::connect(&target_spec, APP_NAME)
+        .await
+        .map_err(|e| target_failure("cannot connect to the new branch", e))?;
+    drop(group);
+
+    // 3. One snapshot for the dump and the manifest; the target prepared for what the dump names.
+    let group = actions.group("snapshot and target preparation");
+    let snapshot = inspect::SourceSnapshot::open(source).await.map_err(|e| source_query(e, "opening the snapshot"))?;
+    let policy = content_policy(config);
+    let selection = content::select(snapshot.client(), &policy).await.map_err(|e| source_query(e, "choosing the schemas"))?;
+    for (schema, why) in &selection.skipped_schemas {
+        tracing::info!(schema = %schema, reason = why, "schema not dumped");
+    }
+    tracing::info!(schemas = %selection.schemas.join(", "), "dumping");
+    let prepared = prepare::prepare_target(snapshot.client(), &target, &selection)
+        .await
+        .map_err(|e| target_failure("preparing the branch (roles, schemas, extensions) failed", e))?;
+    let mut notes = Vec::new();
+    for ext in &prepared.extensions_unavailable {
+        notes.push(format!("extension {ext} is not offered by Neon; objects that need it may be missing"));
+    }
+    for (ext, why) in &prepared.extensions_failed {
+        notes.push(format!("extension {ext} could not be created on the branch: {why}"));
+    }
+    drop(group);
+
+    // 4. The dump streams into the branch while a second session takes the manifest in the same snapshot.
+    let group = actions.group("dump and restore");
+    let manifest_session = conn::connect(&source_spec, APP_NAME).await.map_err(|e| source_unreachable(&e))?;
+    let opts = DumpOptions {
+        schemas: selection.schemas.clone(),
+        exclude_tables: selection.exclude_tables.clone(),
+        exclude_table_data: selection.exclude_table_data.clone(),
+        snapshot: Some(snapshot.id().to_string()),
+    };
+    let manifest_sessions = [&manifest_session];
+    let (manifest, piped) = tokio::join!(
+        inspect::take_manifest_in_snapshot(&manifest_sessions, snapshot.id(), &selection),
+        pipeline::dump_and_restore(&pg_tools, &source_spec, &target_spec, &opts, cancel),
+    );
+    let piped = piped.map_err(|e| {
+        Error::from(
+            Failure::new("the dump could not be restored into the branch")
+                .impact(INCOMPLETE)
+                .hint("the messages above name what failed; fix it on the source (or exclude the object) and run again")
+                .cause(e),
+        )
+    })?;
+    let manifest = manifest.map_err(|e| source_query(e, "taking the manifest"))?;
+    // The snapshot must outlive pg_dump; now it may end.
+    drop(snapshot.finish().await);
+    drop(manifest_session);
+    for note in &piped.benign {
+        notes.push(format!("pg_restore reported a known-harmless error: {note}"));
+    }
+    tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, seconds = piped.duration.as_secs_f64(), "restored");
+    drop(group);
+
+    // 5. Verify the branch against the manifest, then keep the manifest in the branch.
+    let group = actions.group("verify");
+    verify(config.verify, &target, &manifest, &selection).await?;
+    inspect::store_manifest(&target, &manifest)
+        .await
+        .map_err(|e| target_failure("storing the manifest in the branch failed", e))?;
+    drop(target);
+    drop(group);
+
+    // 6. Only now does it become a backup.
+    let renamed = neon
+        .rename_branch(&branch.branch.id, &complete)
+        .await
+        .map_err(|e| e.into_failure("the data was restored and verified, but the branch keeps its -incomplete name, so it is not counted as a backup"))?;
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    tracing::info!(branch = %renamed.name, "backup complete");
+    if let Some(endpoint) = &branch.endpoint {
+        // Neon's free plan bills compute hours on non-default branches; the backup needs none until used.
+        if let Err(e) = neon.suspend_endpoint(&endpoint.id).await {
+            notes.push(format!("the backup's compute could not be suspended ({e}); Neon suspends it after 5 idle minutes"));
+        }
+    }
+
+    Ok(BackupOutcome {
+        branch_name: renamed.name,
+        branch_id: renamed.id,
+        manifest,
+        pipeline: piped,
+        duration: started.elapsed(),
+        notes,
+    })
+}
+
+const INCOMPLETE: &str = "no complete backup was made by this run; the branch keeps its -incomplete name and is deleted";
+
+async fn verify(level: VerifyLevel, target: &Client, expected: &Manifest, selection: &Selection) -> Result<()> {
+    let actual = inspect::take_manifest(&[target], selection)
+        .await
+        .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
+    let mismatches: Vec<Mismatch> = expected
+        .compare(&actual)
+        .into_iter()
+        .filter(|m| !(level == VerifyLevel::Counts && matches!(m, Mismatch::Checksum { .. })))
+        .collect();
+    for m in mismatches.iter().filter(|m| m.is_advisory()) {
+        tracing::warn!("{m}");
+    }
+    let failing: Vec<&Mismatch> = mismatches.iter().filter(|m| !m.is_advisory()).collect();
+    if failing.is_empty() {
+        tracing::info!(tables = actual.tables.len(), rows = actual.total_rows(), "the branch matches the manifest");
+        return Ok(());
+    }
+    let list: Vec<String> = failing.iter().take(20).map(|m| format!("  - {m}")).collect();
+    Err(Failure::new(format!(
+        "the restored branch does not match the source ({} difference{}):\n{}",
+        failing.len(),
+        if failing.len() == 1 { "" } else { "s" },
+        list.join("\n")
+    ))
+    .impact(INCOMPLETE)
+    .hint("a difference means data would be lost in a failover; check the pg_restore messages above, then run again")
+    .into())
+}
+
+async fn resolve_parent(neon: &NeonClient, wanted: Option<&str>) -> Result<Option<String>> {
+    let Some(wanted) = wanted else { return Ok(None) };
+    let branches = neon
+        .list_branches()
+        .await
+        .map_err(|e| e.into_failure("no backup was made; nothing was created on Neon"))?;
+    branches
+        .into_iter()
+        .find(|b| b.branch.id == wanted || b.branch.name == wanted)
+        .map(|b| Some(b.branch.id))
+        .ok_or_else(|| {
+            Failure::new(format!("the parent branch \"{wanted}\" does not exist in the Neon project"))
+                .impact("no backup was made; nothing was created on Neon")
+                .hint("set neon-parent-branch to an existing branch name or id, or leave it empty for the default branch")
+                .into()
+        })
+}
+
+fn content_policy(config: &Config) -> ContentPolicy {
+    let c = &config.content;
+    ContentPolicy {
+        include_schemas: c.include_schemas.clone(),
+        exclude_schemas: c.exclude_schemas.clone(),
+        keep_auth: c.keep_auth,
+        keep_storage: c.keep_storage,
+        exclude_tables: c.exclude_tables.clone(),
+        exclude_table_data: c.exclude_table_data.clone(),
+    }
+}
+
+fn invalid_source(e: &conn::ConnError) -> Error {
+    Failure::new(format!("the Supabase connection URI cannot be used: {e}"))
+        .impact("no backup was made; nothing was created on Neon")
+        .hint("run validate-config to check the settings")
+        .into()
+}
+
+fn source_unreachable(e: &conn::ConnError) -> Error {
+    Failure::new(format!("cannot connect to the Supabase database: {e}"))
+        .impact("no backup was made by this run; earlier backups are untouched")
+        .into()
+}
+
+fn source_query(e: inspect::InspectError, what: &str) -> Error {
+    Failure::new(format!("the Supabase database failed while {what}"))
+        .impact("no complete backup was made by this run; earlier backups are untouched")
+        .hint("check that the source is reachable and the role can read every dumped schema")
+        .cause(e)
+        .into()
+}
+
+fn target_failure(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Failure::new(what).impact(INCOMPLETE).cause(e).into()
+}
+
+/// Outputs and the job summary of a finished backup.
+pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
+    let m = &outcome.manifest;
+    let data_tables = m.tables.iter().filter(|t| !t.data_excluded).count();
+    let result = format!(
+        "backup {} verified: {} tables, {} rows, {} bytes in {:.1} s",
+        outcome.branch_name,
+        m.tables.len(),
+        m.total_rows(),
+        outcome.pipeline.bytes,
+        outcome.duration.as_secs_f64()
+    );
+    ctx.actions.info(&result);
+    for note in &outcome.notes {
+        ctx.actions.warning(note);
+    }
+    report::write_outputs(
+        &ctx.actions,
+        &[
+            ("result", result.clone()),
+            ("backup-branch", outcome.branch_name.clone()),
+            ("backup-branch-id", outcome.branch_id.clone()),
+            ("tables", m.tables.len().to_string()),
+            ("rows", m.total_rows().to_string()),
+            ("bytes", outcome.pipeline.bytes.to_string()),
+            ("sha256", outcome.pipeline.sha256.clone()),
+            ("duration-seconds", format!("{:.1}", outcome.duration.as_secs_f64())),
+        ],
+    )
+    .map_err(output_failure)?;
+
+    let mut by_schema: BTreeMap<&str, (usize, i64, usize)> = BTreeMap::new();
+    for t in &m.tables {
+        let entry = by_schema.entry(t.schema.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += t.rows;
+        entry.2 += usize::from(t.data_excluded);
+    }
+    let rows: Vec<Vec<String>> = by_schema
+        .iter()
+        .map(|(schema, (tables, rows, excluded))| {
+            vec![schema.to_string(), tables.to_string(), rows.to_string(), excluded.to_string()]
+        })
+        .collect();
+    let objects: Vec<Vec<String>> = m.objects.entries().iter().map(|(k, v)| vec![k.to_string(), v.to_string()]).collect();
+    let mut summary = format!(
+        "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data).\n\n\
+         | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n\n",
+        outcome.branch_name,
+        outcome.pipeline.bytes,
+        outcome.pipeline.sha256,
+        outcome.duration.as_secs_f64(),
+        m.source_server_version
+    );
+    summary.push_str(&report::markdown_table(&["schema", "tables", "rows", "tables without data"], &rows));
+    summary.push('\n');
+    summary.push_str(&report::markdown_table(&["objects", "count"], &objects));
+    if !outcome.notes.is_empty() {
+        summary.push_str("\n**Notes**\n\n");
+        for n in &outcome.notes {
+            summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
+        }
+    }
+    ctx.actions.append_summary(&summary).map_err(output_failure)?;
+    Ok(())
+}
+
+fn output_failure(e: std::io::Error) -> Error {
+    Failure::new("cannot write the step outputs or summary")
+        .impact("the backup itself is complete and verified")
+        .cause(e)
+        .into()
+}

@@ -1,0 +1,48 @@
+//! backup-run end to end: the real binary, a Supabase-shaped source cluster, the emulator on a Neon-shaped
+//! cluster. Every run is scanned for the source password and the API key.
+
+mod support;
+
+use support::world::{World, API_KEY, SOURCE_PASSWORD};
+use supaneon_testkit::test_majors;
+
+fn complete_backups(world: &World) -> Vec<String> {
+    world.branch_names().into_iter().filter(|n| supaneon_sync::config::is_backup_branch_name(n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() {
+    for major in test_majors() {
+        let world = World::start(major).await;
+        let run = world.cli().run(&["backup-run"]);
+        assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
+        run.assert_never_shows(SOURCE_PASSWORD);
+        run.assert_never_shows(API_KEY);
+
+        let name = run.output("backup-branch").expect("backup-branch output");
+        assert!(supaneon_sync::config::is_backup_branch_name(&name), "{name}");
+        assert_eq!(complete_backups(&world), vec![name.clone()]);
+        assert!(!world.branch_names().iter().any(|n| n.ends_with("-incomplete")), "{:?}", world.branch_names());
+        let rows: i64 = run.output("rows").unwrap().parse().unwrap();
+        assert!(rows > 1000, "rows {rows}");
+        assert_eq!(run.output("sha256").unwrap().len(), 64);
+        assert!(run.summary.contains("| public |"), "{}", run.summary);
+
+        // The branch holds the data, the RLS policies, and the manifest.
+        let policies = world.psql_branch(&name, "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'");
+        let source_policies = world.source.psql("postgres", "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'");
+        assert_eq!(policies, source_policies);
+        assert!(policies.trim().parse::<i64>().unwrap() > 0);
+        let stored = world.psql_branch(&name, "SELECT count(*) FROM supaneon_sync.backup_manifest");
+        assert_eq!(stored.trim(), "1");
+
+        // Branch names have one-second resolution; wait for the next second by watching the clock.
+        let first_second = chrono::Utc::now().timestamp();
+        while chrono::Utc::now().timestamp() == first_second {
+            std::thread::yield_now();
+        }
+        let second = world.cli().env("SUPANEON_PRUNE_AFTER_BACKUP", "false").run(&["backup"]);
+        assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
+        assert_eq!(complete_backups(&world).len(), 2, "{:?}", world.branch_names());
+    }
+}
