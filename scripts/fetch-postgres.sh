@@ -70,7 +70,7 @@ fi
 # Extract next to the destination, then move into place so a failed run never leaves a half cache.
 mkdir -p "$(dirname "$dest")"
 staging="$(mktemp -d "$(dirname "$dest")/.staging-XXXXXX")"
-tar -xzf "$tarball" -C "$staging" --strip-components=1
+tar -xzf "$tarball" -C "$staging" --strip-components=1 --no-same-owner
 for dir in bin lib share; do
   if [[ ! -d "$staging/$dir" ]]; then
     rm -rf "$staging"

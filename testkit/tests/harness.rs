@@ -440,3 +440,29 @@ fn supabase_source_and_neon_target_have_their_shape() {
         );
     }
 }
+
+#[test]
+#[should_panic(expected = "scripts/fetch-postgres.sh")]
+fn a_missing_major_points_at_the_fetch_script() {
+    supaneon_testkit::pg_bin_dir(99);
+}
+
+#[test]
+fn failing_sql_panics_with_the_server_error() {
+    let major = test_majors()[0];
+    let cluster = Cluster::start(ClusterOptions::new(major, "cloud_admin"));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        cluster.psql("postgres", "SELECT 1; SELECT no_such_column FROM pg_class;")
+    }));
+    let message = *result
+        .expect_err("psql must panic on an SQL error")
+        .downcast::<String>()
+        .expect("panic message");
+    assert!(
+        message.contains("column \"no_such_column\" does not exist"),
+        "{message}"
+    );
+    // The cluster is still usable after a failed statement.
+    assert_eq!(cluster.psql("postgres", "SELECT 2;").trim(), "2");
+    assert!(cluster.server_log_tail(50).contains("no_such_column"));
+}
