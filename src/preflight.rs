@@ -1,0 +1,102 @@
+//! Checks that the outside world fits the configuration: the source answers over TLS, pg tools of its major
+//! are installed, the Neon key and project work and have room. Used by `validate-config --online` (every
+//! check reported on its own line) and by backup-run before it creates anything.
+
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::error::{Error, Failure};
+use crate::neon::{NeonClient, Project};
+use crate::pg::conn::{self, ConnSpec};
+use crate::pg::inspect;
+use crate::pg::tools::{self, PgTools};
+
+/// The application name our own sessions show in `pg_stat_activity`.
+pub const APP_NAME: &str = "supaneon-sync";
+
+const NOTHING_MADE: &str = "no backup was made; nothing was created on Neon";
+
+/// A reachable source and the tools that fit it.
+pub struct Source {
+    pub spec: ConnSpec,
+    pub client: Client,
+    pub major: u32,
+    pub version: String,
+}
+
+/// Connects to the source over TLS and reads its version.
+pub async fn source(config: &Config) -> Result<Source, Error> {
+    let url = config.source_url.as_ref().ok_or_else(|| {
+        Failure::new("this mode needs the Supabase connection URI").hint("set SUPABASE_DATABASE_URL")
+    })?;
+    let spec = ConnSpec::from_url(url).map_err(|e| {
+        Failure::new(format!("the Supabase connection URI cannot be used: {e}"))
+            .impact(NOTHING_MADE)
+            .hint("run validate-config to check the settings")
+    })?;
+    let client = conn::connect(&spec, APP_NAME).await.map_err(|e| {
+        Failure::new(format!("cannot connect to the Supabase database: {e}"))
+            .impact("no backup was made by this run; earlier backups are untouched")
+    })?;
+    let read = |e: inspect::InspectError| {
+        Failure::new("the Supabase database did not tell its version")
+            .impact(NOTHING_MADE)
+            .cause(e)
+    };
+    let major = inspect::server_major(&client).await.map_err(read)?;
+    let version = inspect::server_version(&client).await.map_err(read)?;
+    Ok(Source { spec, client, major, version })
+}
+
+/// pg_dump and pg_restore of exactly the source's major.
+pub fn tools_for(config: &Config, major: u32) -> Result<PgTools, Error> {
+    tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
+        Failure::new(format!("pg_dump/pg_restore of PostgreSQL {major} are not installed"))
+            .impact(NOTHING_MADE)
+            .cause(e)
+            .into()
+    })
+}
+
+/// The Neon project, checked to run a major at least the source's.
+pub async fn project_for(neon: &NeonClient, source_major: u32) -> Result<Project, Error> {
+    let project = neon.get_project().await.map_err(|e| e.into_failure(NOTHING_MADE))?;
+    if project.pg_version < source_major {
+        return Err(Failure::new(format!(
+            "the Neon project runs PostgreSQL {}, older than the source's {source_major}",
+            project.pg_version
+        ))
+        .impact("no backup was made; a dump of a newer server cannot be restored into an older one")
+        .hint(format!("create the Neon project with PostgreSQL {source_major}, the same major as Supabase"))
+        .into());
+    }
+    Ok(project)
+}
+
+/// Neon's free plan allows 10 branches per project, the default branch included.
+pub const FREE_PLAN_BRANCH_LIMIT: usize = 10;
+
+/// Whether the retention setting fits the plan: the kept backups, the default branch, one branch for the
+/// next backup in progress and one restore-test branch must all exist at once.
+pub fn branch_budget_problem(branch_limit: usize, keep_last: u32) -> Option<String> {
+    let needed = keep_last as usize + 3;
+    (needed > branch_limit).then(|| {
+        format!(
+            "keep-last {keep_last} needs {needed} branches at once (the kept backups, the default branch, the next backup \
+             while it runs and a restore-test branch) but the project allows {branch_limit}; set keep-last to at most {}",
+            branch_limit.saturating_sub(3)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_branch_budget_counts_the_default_the_next_backup_and_a_restore_test() {
+        assert_eq!(branch_budget_problem(10, 7), None);
+        let p = branch_budget_problem(10, 8).unwrap();
+        assert!(p.contains("needs 11 branches") && p.contains("at most 7"), "{p}");
+    }
+}
