@@ -19,12 +19,10 @@ use crate::pg::conn::{self, ConnSpec};
 use crate::pg::content::{self, ContentPolicy, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
-use crate::pg::{inspect, prepare, tools};
+use crate::pg::{inspect, prepare};
+use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::run::RunContext;
-
-/// The application name our own sessions show in `pg_stat_activity`.
-const APP_NAME: &str = "supaneon-sync";
 
 /// What a finished backup reports.
 #[derive(Debug, Clone)]
@@ -45,7 +43,11 @@ pub fn branch_names(at: DateTime<Utc>) -> (String, String) {
 
 /// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
 /// is deleted, and the run fails.
-pub async fn run(ctx: &RunContext, neon: &NeonClient, cancel: CancelSignal) -> Result<BackupOutcome> {
+pub async fn run(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    cancel: CancelSignal,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let created: Arc<Mutex<Option<(String, String)>>> = Arc::default();
     let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
@@ -79,7 +81,9 @@ async fn cancelled(mut cancel: CancelSignal) {
 
 async fn clean_up(neon: &NeonClient, id: &str, name: &str) {
     match neon.delete_branch(id).await {
-        Ok(Deleted::Removed) => tracing::info!(branch = name, "deleted the incomplete backup branch"),
+        Ok(Deleted::Removed) => {
+            tracing::info!(branch = name, "deleted the incomplete backup branch")
+        }
         Ok(Deleted::AlreadyGone) => {}
         Err(e) => tracing::warn!(
             branch = name,
@@ -98,39 +102,23 @@ async fn take_backup(
 ) -> Result<BackupOutcome> {
     let config = &ctx.config;
     let actions = &ctx.actions;
-    let source_url = config.source_url.as_ref().ok_or_else(|| {
-        Failure::new("backup needs the Supabase connection URI").hint("set SUPABASE_DATABASE_URL")
-    })?;
-    let source_spec = ConnSpec::from_url(source_url).map_err(|e| invalid_source(&e))?;
-    let neon_settings = config.neon.as_ref().ok_or_else(|| Failure::new("backup needs the Neon settings"))?;
+    let neon_settings = config
+        .neon
+        .as_ref()
+        .ok_or_else(|| Failure::new("backup needs the Neon settings"))?;
 
     // 1. Preflight: nothing is created until the source, the tools and the project are known to fit.
     let group = actions.group("preflight");
-    let source = conn::connect(&source_spec, APP_NAME).await.map_err(|e| source_unreachable(&e))?;
-    let major = inspect::server_major(&source).await.map_err(|e| source_query(e, "reading the server version"))?;
-    let version = inspect::server_version(&source).await.map_err(|e| source_query(e, "reading the server version"))?;
+    let preflight::Source {
+        spec: source_spec,
+        client: source,
+        major,
+        version,
+    } = preflight::source(config).await?;
     tracing::info!(source = %source_spec.display(), server_version = %version, "source answered over TLS");
-    let pg_tools = tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
-        Error::from(
-            Failure::new(format!("pg_dump/pg_restore of PostgreSQL {major} are not installed"))
-                .impact("no backup was made; nothing was created on Neon")
-                .cause(e),
-        )
-    })?;
+    let pg_tools = preflight::tools_for(config, major)?;
     tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
-    let project = neon
-        .get_project()
-        .await
-        .map_err(|e| e.into_failure("no backup was made; nothing was created on Neon"))?;
-    if project.pg_version < major {
-        return Err(Failure::new(format!(
-            "the Neon project runs PostgreSQL {}, older than the source's {major}",
-            project.pg_version
-        ))
-        .impact("no backup was made; a dump of a newer server cannot be restored into an older one")
-        .hint(format!("create the Neon project with PostgreSQL {major} (the same major as Supabase)"))
-        .into());
-    }
+    preflight::project_for(neon, major).await?;
     let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;
     drop(group);
 
@@ -140,9 +128,18 @@ async fn take_backup(
     let group = actions.group(&format!("create branch {incomplete}"));
     let mut annotations = BTreeMap::new();
     annotations.insert("supaneon-sync".to_string(), "backup".to_string());
-    annotations.insert("source".to_string(), format!("{}:{}/{}", source_spec.host, source_spec.port, source_spec.dbname));
+    annotations.insert(
+        "source".to_string(),
+        format!(
+            "{}:{}/{}",
+            source_spec.host, source_spec.port, source_spec.dbname
+        ),
+    );
     annotations.insert("source-server-version".to_string(), version.clone());
-    annotations.insert("tool-version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    annotations.insert(
+        "tool-version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
     let branch = neon
         .create_branch(&CreateBranch {
             name: incomplete.clone(),
@@ -153,13 +150,19 @@ async fn take_backup(
         })
         .await
         .map_err(|e| e.into_failure("no backup was made by this run"))?;
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some((branch.branch.id.clone(), incomplete.clone()));
+    *created.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((branch.branch.id.clone(), incomplete.clone()));
     tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
     let target_url = neon
-        .connection_uri(&branch.branch.id, &neon_settings.database, &neon_settings.role)
+        .connection_uri(
+            &branch.branch.id,
+            &neon_settings.database,
+            &neon_settings.role,
+        )
         .await
         .map_err(|e| e.into_failure(INCOMPLETE))?;
-    let target_spec = ConnSpec::from_url(&target_url).map_err(|e| target_failure("Neon returned an unusable connection URI", e))?;
+    let target_spec = ConnSpec::from_url(&target_url)
+        .map_err(|e| target_failure("Neon returned an unusable connection URI", e))?;
     let target = conn::connect(&target_spec, APP_NAME)
         .await
         .map_err(|e| target_failure("cannot connect to the new branch", e))?;
@@ -167,28 +170,43 @@ async fn take_backup(
 
     // 3. One snapshot for the dump and the manifest; the target prepared for what the dump names.
     let group = actions.group("snapshot and target preparation");
-    let snapshot = inspect::SourceSnapshot::open(source).await.map_err(|e| source_query(e, "opening the snapshot"))?;
+    let snapshot = inspect::SourceSnapshot::open(source)
+        .await
+        .map_err(|e| source_query(e, "opening the snapshot"))?;
     let policy = content_policy(config);
-    let selection = content::select(snapshot.client(), &policy).await.map_err(|e| source_query(e, "choosing the schemas"))?;
+    let selection = content::select(snapshot.client(), &policy)
+        .await
+        .map_err(|e| source_query(e, "choosing the schemas"))?;
     for (schema, why) in &selection.skipped_schemas {
         tracing::info!(schema = %schema, reason = why, "schema not dumped");
     }
     tracing::info!(schemas = %selection.schemas.join(", "), "dumping");
     let prepared = prepare::prepare_target(snapshot.client(), &target, &selection)
         .await
-        .map_err(|e| target_failure("preparing the branch (roles, schemas, extensions) failed", e))?;
+        .map_err(|e| {
+            target_failure(
+                "preparing the branch (roles, schemas, extensions) failed",
+                e,
+            )
+        })?;
     let mut notes = Vec::new();
     for ext in &prepared.extensions_unavailable {
-        notes.push(format!("extension {ext} is not offered by Neon; objects that need it may be missing"));
+        notes.push(format!(
+            "extension {ext} is not offered by Neon; objects that need it may be missing"
+        ));
     }
     for (ext, why) in &prepared.extensions_failed {
-        notes.push(format!("extension {ext} could not be created on the branch: {why}"));
+        notes.push(format!(
+            "extension {ext} could not be created on the branch: {why}"
+        ));
     }
     drop(group);
 
     // 4. The dump streams into the branch while a second session takes the manifest in the same snapshot.
     let group = actions.group("dump and restore");
-    let manifest_session = conn::connect(&source_spec, APP_NAME).await.map_err(|e| source_unreachable(&e))?;
+    let manifest_session = conn::connect(&source_spec, APP_NAME)
+        .await
+        .map_err(|e| source_unreachable(&e))?;
     let opts = DumpOptions {
         schemas: selection.schemas.clone(),
         exclude_tables: selection.exclude_tables.clone(),
@@ -213,7 +231,9 @@ async fn take_backup(
     drop(snapshot.finish().await);
     drop(manifest_session);
     for note in &piped.benign {
-        notes.push(format!("pg_restore reported a known-harmless error: {note}"));
+        notes.push(format!(
+            "pg_restore reported a known-harmless error: {note}"
+        ));
     }
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, seconds = piped.duration.as_secs_f64(), "restored");
     drop(group);
@@ -251,9 +271,15 @@ async fn take_backup(
     })
 }
 
-const INCOMPLETE: &str = "no complete backup was made by this run; the branch keeps its -incomplete name and is deleted";
+const INCOMPLETE: &str =
+    "no complete backup was made by this run; the branch keeps its -incomplete name and is deleted";
 
-async fn verify(level: VerifyLevel, target: &Client, expected: &Manifest, selection: &Selection) -> Result<()> {
+async fn verify(
+    level: VerifyLevel,
+    target: &Client,
+    expected: &Manifest,
+    selection: &Selection,
+) -> Result<()> {
     let actual = inspect::take_manifest(&[target], selection)
         .await
         .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
@@ -267,10 +293,18 @@ async fn verify(level: VerifyLevel, target: &Client, expected: &Manifest, select
     }
     let failing: Vec<&Mismatch> = mismatches.iter().filter(|m| !m.is_advisory()).collect();
     if failing.is_empty() {
-        tracing::info!(tables = actual.tables.len(), rows = actual.total_rows(), "the branch matches the manifest");
+        tracing::info!(
+            tables = actual.tables.len(),
+            rows = actual.total_rows(),
+            "the branch matches the manifest"
+        );
         return Ok(());
     }
-    let list: Vec<String> = failing.iter().take(20).map(|m| format!("  - {m}")).collect();
+    let list: Vec<String> = failing
+        .iter()
+        .take(20)
+        .map(|m| format!("  - {m}"))
+        .collect();
     Err(Failure::new(format!(
         "the restored branch does not match the source ({} difference{}):\n{}",
         failing.len(),
@@ -283,7 +317,9 @@ async fn verify(level: VerifyLevel, target: &Client, expected: &Manifest, select
 }
 
 async fn resolve_parent(neon: &NeonClient, wanted: Option<&str>) -> Result<Option<String>> {
-    let Some(wanted) = wanted else { return Ok(None) };
+    let Some(wanted) = wanted else {
+        return Ok(None);
+    };
     let branches = neon
         .list_branches()
         .await
@@ -310,13 +346,6 @@ fn content_policy(config: &Config) -> ContentPolicy {
         exclude_tables: c.exclude_tables.clone(),
         exclude_table_data: c.exclude_table_data.clone(),
     }
-}
-
-fn invalid_source(e: &conn::ConnError) -> Error {
-    Failure::new(format!("the Supabase connection URI cannot be used: {e}"))
-        .impact("no backup was made; nothing was created on Neon")
-        .hint("run validate-config to check the settings")
-        .into()
 }
 
 fn source_unreachable(e: &conn::ConnError) -> Error {
@@ -363,7 +392,10 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
             ("rows", m.total_rows().to_string()),
             ("bytes", outcome.pipeline.bytes.to_string()),
             ("sha256", outcome.pipeline.sha256.clone()),
-            ("duration-seconds", format!("{:.1}", outcome.duration.as_secs_f64())),
+            (
+                "duration-seconds",
+                format!("{:.1}", outcome.duration.as_secs_f64()),
+            ),
         ],
     )
     .map_err(output_failure)?;
@@ -378,10 +410,20 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     let rows: Vec<Vec<String>> = by_schema
         .iter()
         .map(|(schema, (tables, rows, excluded))| {
-            vec![schema.to_string(), tables.to_string(), rows.to_string(), excluded.to_string()]
+            vec![
+                schema.to_string(),
+                tables.to_string(),
+                rows.to_string(),
+                excluded.to_string(),
+            ]
         })
         .collect();
-    let objects: Vec<Vec<String>> = m.objects.entries().iter().map(|(k, v)| vec![k.to_string(), v.to_string()]).collect();
+    let objects: Vec<Vec<String>> = m
+        .objects
+        .entries()
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.to_string()])
+        .collect();
     let mut summary = format!(
         "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data).\n\n\
          | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n\n",
@@ -391,7 +433,10 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         outcome.duration.as_secs_f64(),
         m.source_server_version
     );
-    summary.push_str(&report::markdown_table(&["schema", "tables", "rows", "tables without data"], &rows));
+    summary.push_str(&report::markdown_table(
+        &["schema", "tables", "rows", "tables without data"],
+        &rows,
+    ));
     summary.push('\n');
     summary.push_str(&report::markdown_table(&["objects", "count"], &objects));
     if !outcome.notes.is_empty() {
@@ -400,7 +445,9 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
             summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
         }
     }
-    ctx.actions.append_summary(&summary).map_err(output_failure)?;
+    ctx.actions
+        .append_summary(&summary)
+        .map_err(output_failure)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod logging;
 pub mod neon;
 pub mod pg;
+pub mod preflight;
 pub mod report;
 pub mod run;
 pub mod secret;

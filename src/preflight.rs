@@ -27,7 +27,8 @@ pub struct Source {
 /// Connects to the source over TLS and reads its version.
 pub async fn source(config: &Config) -> Result<Source, Error> {
     let url = config.source_url.as_ref().ok_or_else(|| {
-        Failure::new("this mode needs the Supabase connection URI").hint("set SUPABASE_DATABASE_URL")
+        Failure::new("this mode needs the Supabase connection URI")
+            .hint("set SUPABASE_DATABASE_URL")
     })?;
     let spec = ConnSpec::from_url(url).map_err(|e| {
         Failure::new(format!("the Supabase connection URI cannot be used: {e}"))
@@ -45,29 +46,41 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
     };
     let major = inspect::server_major(&client).await.map_err(read)?;
     let version = inspect::server_version(&client).await.map_err(read)?;
-    Ok(Source { spec, client, major, version })
+    Ok(Source {
+        spec,
+        client,
+        major,
+        version,
+    })
 }
 
 /// pg_dump and pg_restore of exactly the source's major.
 pub fn tools_for(config: &Config, major: u32) -> Result<PgTools, Error> {
     tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
-        Failure::new(format!("pg_dump/pg_restore of PostgreSQL {major} are not installed"))
-            .impact(NOTHING_MADE)
-            .cause(e)
-            .into()
+        Failure::new(format!(
+            "pg_dump/pg_restore of PostgreSQL {major} are not installed"
+        ))
+        .impact(NOTHING_MADE)
+        .cause(e)
+        .into()
     })
 }
 
 /// The Neon project, checked to run a major at least the source's.
 pub async fn project_for(neon: &NeonClient, source_major: u32) -> Result<Project, Error> {
-    let project = neon.get_project().await.map_err(|e| e.into_failure(NOTHING_MADE))?;
+    let project = neon
+        .get_project()
+        .await
+        .map_err(|e| e.into_failure(NOTHING_MADE))?;
     if project.pg_version < source_major {
         return Err(Failure::new(format!(
             "the Neon project runs PostgreSQL {}, older than the source's {source_major}",
             project.pg_version
         ))
         .impact("no backup was made; a dump of a newer server cannot be restored into an older one")
-        .hint(format!("create the Neon project with PostgreSQL {source_major}, the same major as Supabase"))
+        .hint(format!(
+            "create the Neon project with PostgreSQL {source_major}, the same major as Supabase"
+        ))
         .into());
     }
     Ok(project)
@@ -97,6 +110,9 @@ mod tests {
     fn the_branch_budget_counts_the_default_the_next_backup_and_a_restore_test() {
         assert_eq!(branch_budget_problem(10, 7), None);
         let p = branch_budget_problem(10, 8).unwrap();
-        assert!(p.contains("needs 11 branches") && p.contains("at most 7"), "{p}");
+        assert!(
+            p.contains("needs 11 branches") && p.contains("at most 7"),
+            "{p}"
+        );
     }
 }

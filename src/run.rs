@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::actions::Actions;
+use crate::backup;
 use crate::cli::{Cli, Command};
 use crate::config::{self, ActionInputs, Config, Mode, RawSettings};
-use crate::backup;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{NeonClient, NeonSettings};
 use crate::pg::pipeline::CancelSignal;
+use crate::preflight;
 use crate::report;
 
 /// Everything a mode needs from the outside world.
@@ -66,10 +67,10 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
 
 /// The Neon client for the configured project.
 pub fn neon_client(config: &Config) -> Result<NeonClient> {
-    let settings = config
-        .neon
-        .as_ref()
-        .ok_or_else(|| Failure::new("this mode needs the Neon settings").hint("set NEON_API_KEY and NEON_PROJECT_ID"))?;
+    let settings = config.neon.as_ref().ok_or_else(|| {
+        Failure::new("this mode needs the Neon settings")
+            .hint("set NEON_API_KEY and NEON_PROJECT_ID")
+    })?;
     let mut neon = NeonSettings::new(settings.api_key.clone(), settings.project_id.clone());
     neon.base_url = settings.api_url.clone();
     NeonClient::new(neon).map_err(|e| e.into_failure("nothing was run").into())
@@ -81,7 +82,10 @@ pub fn cancel_on_signal() -> CancelSignal {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::warn!("cannot install signal handlers; cancellation will not clean up");
             return;
         };
@@ -115,8 +119,125 @@ async fn validate_config(ctx: &RunContext) -> Result<()> {
             a.info(&format!("  {key}: {value}"));
         }
     }
-    if ctx.online {
-        a.info("online checks are not available in this version; only the settings were checked");
+    if !ctx.online {
+        return Ok(());
     }
-    Ok(())
+    let _group = a.group("online checks");
+    let failed = online_checks(ctx).await;
+    if failed.is_empty() {
+        a.info("all online checks passed");
+        return Ok(());
+    }
+    Err(Failure::new(format!(
+        "{} online check{} failed: {}",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        failed.join("; ")
+    ))
+    .impact("nothing was changed; a backup run now would fail the same way")
+    .hint("fix what each failed check says, then run validate-config --online again")
+    .into())
+}
+
+/// Runs every online check, printing one line each; returns the names of the failed ones.
+async fn online_checks(ctx: &RunContext) -> Vec<String> {
+    let a = &ctx.actions;
+    let config = &ctx.config;
+    let mut failed = Vec::new();
+    let mut report = |ok: bool, name: &str, detail: String| {
+        a.info(&format!(
+            "  {} {name}: {detail}",
+            if ok { "ok  " } else { "FAIL" }
+        ));
+        if !ok {
+            failed.push(name.to_string());
+        }
+    };
+    let mut source_major = None;
+    if config.source_url.is_some() {
+        match preflight::source(config).await {
+            Ok(source) => {
+                report(
+                    true,
+                    "source",
+                    format!(
+                        "answers over TLS as {} (PostgreSQL {})",
+                        source.spec.display(),
+                        source.version
+                    ),
+                );
+                source_major = Some(source.major);
+                match preflight::tools_for(config, source.major) {
+                    Ok(tools) => report(
+                        true,
+                        "pg tools",
+                        format!(
+                            "{} and {} ({})",
+                            tools.pg_dump.display(),
+                            tools.pg_restore.display(),
+                            tools.version
+                        ),
+                    ),
+                    Err(e) => report(false, "pg tools", e.render().trim().replace('\n', " ")),
+                }
+            }
+            Err(e) => report(false, "source", e.headline()),
+        }
+    }
+    if config.neon.is_some() {
+        match neon_client(config) {
+            Ok(neon) => match neon.get_project().await {
+                Ok(project) => {
+                    report(
+                        true,
+                        "neon project",
+                        format!(
+                            "{} reachable with the API key (PostgreSQL {})",
+                            project.id, project.pg_version
+                        ),
+                    );
+                    if let Some(major) = source_major {
+                        let fits = project.pg_version >= major;
+                        report(
+                            fits,
+                            "neon postgres version",
+                            format!(
+                                "project {} vs source {major}{}",
+                                project.pg_version,
+                                if fits {
+                                    ""
+                                } else {
+                                    ": restore would fail; create the Neon project with the source's major"
+                                }
+                            ),
+                        );
+                    }
+                    let limit = project
+                        .branches_limit()
+                        .unwrap_or(preflight::FREE_PLAN_BRANCH_LIMIT);
+                    match neon.list_branches().await {
+                        Ok(branches) => match preflight::branch_budget_problem(
+                            limit,
+                            config.retention.keep_last,
+                        ) {
+                            None => report(
+                                true,
+                                "branch budget",
+                                format!(
+                                    "{} of {limit} branches in use; keep-last {} fits",
+                                    branches.len(),
+                                    config.retention.keep_last
+                                ),
+                            ),
+                            Some(problem) => report(false, "branch budget", problem),
+                        },
+                        Err(e) => report(false, "branch budget", e.to_string()),
+                    }
+                }
+                Err(e) => report(false, "neon project", format!("{e}; {}", e.hint())),
+            },
+            Err(e) => report(false, "neon project", e.headline()),
+        }
+    }
+    failed
 }

@@ -3,11 +3,15 @@
 
 mod support;
 
-use support::world::{World, API_KEY, SOURCE_PASSWORD};
 use supaneon_testkit::test_majors;
+use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
 fn complete_backups(world: &World) -> Vec<String> {
-    world.branch_names().into_iter().filter(|n| supaneon_sync::config::is_backup_branch_name(n)).collect()
+    world
+        .branch_names()
+        .into_iter()
+        .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,17 +24,33 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
         run.assert_never_shows(API_KEY);
 
         let name = run.output("backup-branch").expect("backup-branch output");
-        assert!(supaneon_sync::config::is_backup_branch_name(&name), "{name}");
+        assert!(
+            supaneon_sync::config::is_backup_branch_name(&name),
+            "{name}"
+        );
         assert_eq!(complete_backups(&world), vec![name.clone()]);
-        assert!(!world.branch_names().iter().any(|n| n.ends_with("-incomplete")), "{:?}", world.branch_names());
+        assert!(
+            !world
+                .branch_names()
+                .iter()
+                .any(|n| n.ends_with("-incomplete")),
+            "{:?}",
+            world.branch_names()
+        );
         let rows: i64 = run.output("rows").unwrap().parse().unwrap();
         assert!(rows > 1000, "rows {rows}");
         assert_eq!(run.output("sha256").unwrap().len(), 64);
         assert!(run.summary.contains("| public |"), "{}", run.summary);
 
         // The branch holds the data, the RLS policies, and the manifest.
-        let policies = world.psql_branch(&name, "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'");
-        let source_policies = world.source.psql("postgres", "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'");
+        let policies = world.psql_branch(
+            &name,
+            "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'",
+        );
+        let source_policies = world.source.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_policies WHERE schemaname = 'public'",
+        );
         assert_eq!(policies, source_policies);
         assert!(policies.trim().parse::<i64>().unwrap() > 0);
         let stored = world.psql_branch(&name, "SELECT count(*) FROM supaneon_sync.backup_manifest");
@@ -41,8 +61,16 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
         while chrono::Utc::now().timestamp() == first_second {
             std::thread::yield_now();
         }
-        let second = world.cli().env("SUPANEON_PRUNE_AFTER_BACKUP", "false").run(&["backup"]);
+        let second = world
+            .cli()
+            .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+            .run(&["backup"]);
         assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
-        assert_eq!(complete_backups(&world).len(), 2, "{:?}", world.branch_names());
+        assert_eq!(
+            complete_backups(&world).len(),
+            2,
+            "{:?}",
+            world.branch_names()
+        );
     }
 }

@@ -25,14 +25,25 @@ impl World {
         source.load_supabase_fixture("postgres", SOURCE_PASSWORD);
         let neon_pg = Cluster::start(ClusterOptions::new(major, "cloud_admin"));
         let mut cfg = EmulatorConfig::new(
-            BackingPostgres::new(&neon_pg.admin_conninfo("postgres"), "127.0.0.1", neon_pg.port()),
+            BackingPostgres::new(
+                &neon_pg.admin_conninfo("postgres"),
+                "127.0.0.1",
+                neon_pg.port(),
+            ),
             API_KEY,
             PROJECT_ID,
             major,
         );
         cfg.operation_step = std::time::Duration::from_millis(50);
-        let emu = Emulator::start(cfg, "127.0.0.1:0".parse().unwrap()).await.expect("start the emulator");
-        World { major, source, neon_pg, emu }
+        let emu = Emulator::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start the emulator");
+        World {
+            major,
+            source,
+            neon_pg,
+            emu,
+        }
     }
 
     pub fn source_url(&self) -> String {
@@ -46,13 +57,20 @@ impl World {
             .env("NEON_API_KEY", API_KEY)
             .env("NEON_PROJECT_ID", PROJECT_ID)
             .env("NEON_API_URL", &self.emu.base_url())
-            .env("SUPANEON_PG_BIN_DIR", pg_bin_dir(self.major).to_str().unwrap())
+            .env(
+                "SUPANEON_PG_BIN_DIR",
+                pg_bin_dir(self.major).to_str().unwrap(),
+            )
     }
 
     /// Names of the branches the emulator holds now.
     pub fn branch_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.emu.branches().iter().filter_map(|b| b["name"].as_str().map(str::to_string)).collect();
+        let mut names: Vec<String> = self
+            .emu
+            .branches()
+            .iter()
+            .filter_map(|b| b["name"].as_str().map(str::to_string))
+            .collect();
         names.sort();
         names
     }
@@ -64,8 +82,13 @@ impl World {
 
     /// The superuser's psql on the physical database of a branch.
     pub fn psql_branch(&self, branch_name: &str, sql: &str) -> String {
-        let branch = self.branch(branch_name).unwrap_or_else(|| panic!("no branch {branch_name}"));
-        let db = self.emu.physical_database(branch["id"].as_str().unwrap(), "neondb").expect("physical db");
+        let branch = self
+            .branch(branch_name)
+            .unwrap_or_else(|| panic!("no branch {branch_name}"));
+        let db = self
+            .emu
+            .physical_database(branch["id"].as_str().unwrap(), "neondb")
+            .expect("physical db");
         self.neon_pg.psql(&db, sql)
     }
 }
