@@ -1,0 +1,144 @@
+//! The shared heart of the emulator: state, backing cluster, faults and recorder, plus the branch
+//! storage work (physical databases) that several endpoints need.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use crate::api::error::ApiError;
+use crate::backing::Backing;
+use crate::config::EmulatorConfig;
+use crate::faults::Faults;
+use crate::ids;
+use crate::model::{Branch, State};
+use crate::recording::Recorder;
+
+pub(crate) type Shared = Arc<App>;
+
+pub(crate) struct App {
+    pub cfg: EmulatorConfig,
+    state: Mutex<State>,
+    /// Serialises mutations, including their slow database work, without blocking reads of the state.
+    pub gate: tokio::sync::Mutex<()>,
+    pub backing: Backing,
+    pub faults: Faults,
+    pub recorder: Recorder,
+}
+
+/// The physical database of (branch, database); unique per branch id, at most 63 bytes.
+pub(crate) fn physical_name(branch_id: &str, database: &str) -> String {
+    let clean: String = database
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("br_{}_{}", ids::id_suffix(branch_id), clean);
+    name.truncate(63);
+    name
+}
+
+impl App {
+    pub fn new(cfg: EmulatorConfig, state: State, backing: Backing, faults: Faults) -> Self {
+        App {
+            cfg,
+            state: Mutex::new(state),
+            gate: tokio::sync::Mutex::new(()),
+            backing,
+            faults,
+            recorder: Recorder::default(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("state lock")
+    }
+
+    pub fn check_project(&self, project_id: &str) -> Result<(), ApiError> {
+        if project_id == self.cfg.project_id {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "project {project_id} not found"
+            )))
+        }
+    }
+
+    /// 423 while any operation of the project is still in progress.
+    pub fn check_unlocked(&self, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if self.state().has_running_operations(now) {
+            Err(ApiError::locked())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A connection URI to a physical database on the backing cluster.
+    pub fn connection_uri(&self, role: &str, password: &str, physical: &str) -> String {
+        let pg = self.backing.public();
+        let mut uri = url::Url::parse(&format!(
+            "postgresql://{}:{}/{}",
+            pg.public_host, pg.public_port, physical
+        ))
+        .expect("valid URI");
+        uri.set_username(role).expect("URI has a host");
+        uri.set_password(Some(password)).expect("URI has a host");
+        if !pg.uri_query.is_empty() {
+            uri.set_query(Some(&pg.uri_query));
+        }
+        uri.to_string()
+    }
+
+    /// Drops the branch's physical databases and forgets the branch and its endpoints. The caller
+    /// holds the gate and has checked that the branch may go.
+    pub async fn remove_branch(&self, branch_id: &str) -> Result<Branch, ApiError> {
+        let physical: Vec<String> = match self.state().branch(branch_id) {
+            Some(b) => b.databases.iter().map(|d| d.physical.clone()).collect(),
+            None => return Err(ApiError::not_found(format!("branch {branch_id} not found"))),
+        };
+        for db in &physical {
+            self.backing.drop_database(db).await.map_err(|e| {
+                ApiError::internal(format!("dropping the branch's database failed: {e}"))
+            })?;
+        }
+        let mut st = self.state();
+        let index = st
+            .branches
+            .iter()
+            .position(|b| b.id == branch_id)
+            .expect("branch still present");
+        let branch = st.branches.remove(index);
+        st.endpoints.retain(|e| e.branch_id != branch_id);
+        st.deleted_branch_names.push(branch.name.clone());
+        Ok(branch)
+    }
+
+    /// Removes branches whose `expires_at` has passed (Neon does this with a background job).
+    pub async fn sweep_expired(&self) -> Result<(), ApiError> {
+        let now = Utc::now();
+        let any_expired = |st: &State| {
+            st.branches
+                .iter()
+                .any(|b| b.expires_at.is_some_and(|t| t <= now) && !b.default)
+        };
+        if !any_expired(&self.state()) {
+            return Ok(());
+        }
+        let _gate = self.gate.lock().await;
+        let expired: Vec<String> = self
+            .state()
+            .branches
+            .iter()
+            .filter(|b| b.expires_at.is_some_and(|t| t <= now) && !b.default)
+            .map(|b| b.id.clone())
+            .collect();
+        for id in expired {
+            self.remove_branch(&id).await?;
+        }
+        Ok(())
+    }
+}

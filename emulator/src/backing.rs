@@ -1,0 +1,182 @@
+//! Administration of the real PostgreSQL cluster behind the emulator: the owner role and one physical
+//! database per (branch, database).
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::config::BackingPostgres;
+
+pub(crate) type BackingError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The group role Neon makes every console/API role a member of.
+pub(crate) const NEON_SUPERUSER: &str = "neon_superuser";
+
+#[derive(Clone)]
+pub(crate) struct Backing {
+    pg: BackingPostgres,
+}
+
+/// Quotes an SQL identifier.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+impl Backing {
+    pub fn new(pg: BackingPostgres) -> Self {
+        Backing { pg }
+    }
+
+    pub fn public(&self) -> &BackingPostgres {
+        &self.pg
+    }
+
+    /// Connects as the admin, to `dbname` when given (else the conninfo's own database).
+    async fn connect(&self, dbname: Option<&str>) -> Result<Client, BackingError> {
+        let mut config: Config = self.pg.admin_conninfo.parse()?;
+        if let Some(db) = dbname {
+            config.dbname(db);
+        }
+        config.application_name("neon-emulator");
+        config.connect_timeout(Duration::from_secs(10));
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Creates `neon_superuser` and the owner role when missing and (re)sets the owner's password.
+    pub async fn ensure_owner_role(&self, role: &str, password: &str) -> Result<(), BackingError> {
+        let client = self.connect(None).await?;
+        let exists = |name: &str| {
+            let name = name.to_string();
+            let client = &client;
+            async move {
+                Ok::<bool, BackingError>(
+                    client
+                        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+                        .await?
+                        .is_some(),
+                )
+            }
+        };
+        if !exists(NEON_SUPERUSER).await? {
+            client
+                .batch_execute(&format!(
+                    "CREATE ROLE {} NOLOGIN CREATEDB CREATEROLE BYPASSRLS",
+                    ident(NEON_SUPERUSER)
+                ))
+                .await?;
+        }
+        // pg_read_all_data / pg_write_all_data exist from PostgreSQL 14 on.
+        client
+            .batch_execute(&format!(
+                "GRANT pg_read_all_data, pg_write_all_data TO {}",
+                ident(NEON_SUPERUSER)
+            ))
+            .await?;
+        if !exists(role).await? {
+            client
+                .batch_execute(&format!(
+                    "CREATE ROLE {} LOGIN CREATEDB CREATEROLE IN ROLE {}",
+                    ident(role),
+                    ident(NEON_SUPERUSER)
+                ))
+                .await?;
+        }
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {} WITH LOGIN NOSUPERUSER PASSWORD {}",
+                ident(role),
+                literal(password)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an empty database owned by `owner`.
+    pub async fn create_database(&self, physical: &str, owner: &str) -> Result<(), BackingError> {
+        let client = self.connect(None).await?;
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(physical),
+                ident(owner)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Copies `template` into a new database; Postgres needs the template free of sessions, so they are
+    /// terminated first (a branch creation briefly disconnects clients of the parent).
+    pub async fn copy_database(
+        &self,
+        template: &str,
+        physical: &str,
+        owner: &str,
+    ) -> Result<(), BackingError> {
+        let client = self.connect(None).await?;
+        let sql = format!(
+            "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+            ident(physical),
+            ident(template),
+            ident(owner)
+        );
+        let mut attempts = 0;
+        loop {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&template],
+                )
+                .await?;
+            match client.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                // "source database is being accessed by other users": a client reconnected in between.
+                Err(e)
+                    if attempts < 20
+                        && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Empties every user table, leaving the schema (for `init_source: schema-only`).
+    pub async fn truncate_user_tables(&self, physical: &str) -> Result<(), BackingError> {
+        let client = self.connect(Some(physical)).await?;
+        client
+            .batch_execute(
+                "DO $$ DECLARE t text; BEGIN \
+                   FOR t IN SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                       AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                       AND n.nspname NOT LIKE 'pg_toast%' \
+                   LOOP EXECUTE 'TRUNCATE ' || t || ' CASCADE'; END LOOP; END $$",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Drops a database, disconnecting its sessions.
+    pub async fn drop_database(&self, physical: &str) -> Result<(), BackingError> {
+        let client = self.connect(None).await?;
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(physical)
+            ))
+            .await?;
+        Ok(())
+    }
+}
