@@ -265,20 +265,36 @@ pub async fn dump_and_restore(
     let bytes = Arc::new(AtomicU64::new(0));
     let _progress = AbortOnDrop(tokio::spawn(log_progress(bytes.clone(), started)));
 
-    // Phase 1: stream until pg_dump closes its stdout, unless pg_restore dies or we are cancelled.
+    // Phase 1: stream until pg_dump closes its stdout, unless a child fails or we are cancelled.
+    // pg_dump's exit is watched too: killed while the relay is blocked on a full pipe, it would
+    // otherwise go unnoticed until pg_restore reads again.
+    let mut dump_status: Option<ExitStatus> = None;
     let relayed = {
         let relay = relay(dump_out, restore_in, bytes.clone());
         tokio::pin!(relay);
-        tokio::select! {
-            r = &mut relay => Phase1::Relayed(r),
-            st = restore.wait() => Phase1::RestoreExited(st),
-            _ = cancelled(&mut cancel) => Phase1::Cancelled,
+        loop {
+            tokio::select! {
+                r = &mut relay => break Phase1::Relayed(r),
+                st = dump.wait(), if dump_status.is_none() => {
+                    let st = st.map_err(PipelineError::Relay)?;
+                    if !st.success() {
+                        break Phase1::DumpFailed(st);
+                    }
+                    // Exited cleanly: the relay still drains what is buffered.
+                    dump_status = Some(st);
+                }
+                st = restore.wait() => break Phase1::RestoreExited(st),
+                _ = cancelled(&mut cancel) => break Phase1::Cancelled,
+            }
         }
         // The relay (and with it pg_restore's stdin) is dropped here: pg_restore sees EOF.
     };
     let sha256 = match relayed {
         Phase1::Relayed(Ok(digest)) => digest,
         Phase1::Cancelled => return Err(cancel_both(&mut dump, &mut restore).await),
+        Phase1::DumpFailed(status) => {
+            return Err(dump_failure(status, &mut restore, dump_err.await).await)
+        }
         Phase1::Relayed(Err(RelayFailure::Read(e))) => {
             kill(&mut dump).await;
             kill(&mut restore).await;
@@ -302,18 +318,15 @@ pub async fn dump_and_restore(
     };
 
     // Phase 2: pg_dump must finish cleanly, or the archive pg_restore read is incomplete.
-    let dump_status = tokio::select! {
-        st = dump.wait() => st.map_err(PipelineError::Relay)?,
-        _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+    let dump_status = match dump_status {
+        Some(status) => status,
+        None => tokio::select! {
+            st = dump.wait() => st.map_err(PipelineError::Relay)?,
+            _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+        },
     };
     if !dump_status.success() {
-        kill(&mut restore).await;
-        let dump_summary = dump_err.await;
-        tracing::warn!("pg_dump {dump_status}; pg_restore was stopped");
-        return Err(PipelineError::Dump {
-            status: dump_status.to_string(),
-            stderr_tail: dump_summary.tail,
-        });
+        return Err(dump_failure(dump_status, &mut restore, dump_err.await).await);
     }
 
     // Phase 3: pg_restore finishes the archive.
@@ -349,6 +362,7 @@ pub async fn dump_and_restore(
 
 enum Phase1 {
     Relayed(Result<String, RelayFailure>),
+    DumpFailed(ExitStatus),
     RestoreExited(std::io::Result<ExitStatus>),
     Cancelled,
 }
@@ -377,6 +391,20 @@ async fn relay(
     }
     to.shutdown().await.map_err(RelayFailure::Write)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// pg_dump failed: the archive is incomplete, so pg_restore is stopped whatever it is doing.
+async fn dump_failure(
+    status: ExitStatus,
+    restore: &mut Child,
+    summary: StderrSummary,
+) -> PipelineError {
+    kill(restore).await;
+    tracing::warn!("pg_dump {status}; pg_restore was stopped");
+    PipelineError::Dump {
+        status: status.to_string(),
+        stderr_tail: summary.tail,
+    }
 }
 
 fn restore_failure(
