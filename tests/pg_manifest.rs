@@ -276,23 +276,12 @@ fn dump_and_restore(
     snapshot: &str,
     selection: &Selection,
 ) -> Restore {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let mut dump_args = vec![
         "-Fc".to_string(),
         "-Z0".into(),
         format!("--snapshot={snapshot}"),
     ];
-    for schema in &selection.schemas {
-        dump_args.push(format!("--schema={}", quote(schema)));
-    }
-    for table in &selection.exclude_table_data {
-        let (s, t) = table.split_once('.').unwrap();
-        dump_args.push(format!("--exclude-table-data={}.{}", quote(s), quote(t)));
-    }
-    for table in &selection.exclude_tables {
-        let (s, t) = table.split_once('.').unwrap();
-        dump_args.push(format!("--exclude-table={}.{}", quote(s), quote(t)));
-    }
+    dump_args.extend(selection.pg_dump_args());
     let shell_words = |args: &[String]| {
         args.iter()
             .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
@@ -342,14 +331,16 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
         // Rendering settings unlike the source's: the checksums must not notice.
         target.psql(
             "postgres",
-            "ALTER DATABASE neondb SET TimeZone = 'America/New_York'; ALTER DATABASE neondb SET DateStyle = 'SQL, DMY'; \
+            "ALTER ROLE cloud_admin SET TimeZone = 'America/New_York'; ALTER ROLE cloud_admin SET DateStyle = 'SQL, DMY'; \
              ALTER DATABASE neondb SET IntervalStyle = 'sql_standard'; ALTER DATABASE neondb SET extra_float_digits = 0; \
              ALTER DATABASE neondb SET bytea_output = 'escape'; ALTER ROLE neondb_owner SET search_path = public, extensions",
         );
         runtime().block_on(async {
             let probe = as_neon_owner(&target).await;
-            let zone: String = probe.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
-            assert_eq!(zone, "America/New_York", "PG{major}: the target's own settings are in effect");
+            for (setting, value) in [("TimeZone", "America/New_York"), ("DateStyle", "SQL, DMY"), ("bytea_output", "escape")] {
+                let shown: String = probe.query_one(&format!("SHOW {setting}"), &[]).await.unwrap().get(0);
+                assert_eq!(shown, value, "PG{major}: the target's own settings are in effect");
+            }
 
             let snapshot = SourceSnapshot::open(as_postgres(&source).await).await.unwrap();
             let selection = select(snapshot.client(), &ContentPolicy::default()).await.unwrap();
