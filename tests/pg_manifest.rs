@@ -366,8 +366,17 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             let imported = take_manifest_in_snapshot(&[&importer], snapshot.id(), &selection).await.unwrap();
             assert_eq!(expected.compare(&imported), vec![], "PG{major}: imported snapshot differs");
 
+            println!("PG{major}: prepared {report:?}");
+            println!(
+                "PG{major}: manifest of {} tables ({} rows) in {:?}, objects {:?}",
+                expected.tables.len(),
+                expected.total_rows(),
+                expected.schemas,
+                expected.objects
+            );
             let restore = dump_and_restore(&source, &target, snapshot.id(), &selection);
             snapshot.finish().await.unwrap();
+            println!("PG{major}: pg_restore {}:\n{}", restore.status, restore.stderr.trim());
             let errors: Vec<&str> = restore.stderr.lines().filter(|l| l.contains("ERROR")).collect();
             let unexpected: Vec<&&str> = errors.iter().filter(|l| !l.contains("schema \"public\" already exists")).collect();
             assert!(unexpected.is_empty(), "PG{major}: restore errors ({}):\n{}", restore.status, restore.stderr);
@@ -400,4 +409,48 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             assert_eq!(expected.compare(&tampered), vec![Mismatch::Checksum { table: "public.manifest_probe".into() }]);
         });
     }
+}
+
+#[test]
+fn refused_extension_is_reported_and_a_stale_materialized_view_is_advisory() {
+    let major = test_majors()[0];
+    let source = start_source(major);
+    // Untrusted: a non-superuser owner may not create it (Neon allows it; our stand-in does not).
+    // And todo_stats goes stale: the restore refreshes it from the changed rows.
+    source.psql(
+        "postgres",
+        "CREATE EXTENSION pg_stat_statements WITH SCHEMA extensions; \
+         UPDATE public.todos SET is_complete = NOT is_complete WHERE id <= 10",
+    );
+    let target = Cluster::start(ClusterOptions::new(major, "cloud_admin"));
+    target.setup_neon_target(OWNER_PASSWORD);
+    runtime().block_on(async {
+        let snapshot = SourceSnapshot::open(as_postgres(&source).await).await.unwrap();
+        let selection = select(snapshot.client(), &ContentPolicy::default()).await.unwrap();
+        let expected = snapshot.take_manifest(&selection).await.unwrap();
+        let report = prepare_target(snapshot.client(), &as_neon_owner(&target).await, &selection)
+            .await
+            .unwrap();
+        let refused: Vec<&(String, String)> =
+            report.extensions_failed.iter().filter(|(n, _)| n == "pg_stat_statements").collect();
+        assert_eq!(refused.len(), 1, "PG{major}: {report:?}");
+        assert!(refused[0].1.contains("permission denied"), "{report:?}");
+        assert!(report.extensions_created.iter().any(|e| e == "pgcrypto"), "{report:?}");
+
+        let restore = dump_and_restore(&source, &target, snapshot.id(), &selection);
+        snapshot.finish().await.unwrap();
+        assert!(
+            restore.stderr.lines().filter(|l| l.contains("ERROR")).all(|l| l.contains("schema \"public\" already exists")),
+            "PG{major}: {}",
+            restore.stderr
+        );
+        let actual = take_manifest(&[&as_neon_owner(&target).await], &selection).await.unwrap();
+        let mismatches = expected.compare(&actual);
+        assert_eq!(mismatches.len(), 1, "PG{major}: {mismatches:?}");
+        assert!(
+            matches!(&mismatches[0], Mismatch::MaterializedViewContent { table, .. } if table == "public.todo_stats"),
+            "{mismatches:?}"
+        );
+        assert!(mismatches[0].is_advisory());
+    });
 }
