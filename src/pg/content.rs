@@ -98,6 +98,39 @@ pub const WHY_NOT_INCLUDED: &str = "not in include-schemas";
 pub const WHY_AUTH: &str = "auth not kept (keep-auth: false)";
 pub const WHY_STORAGE: &str = "storage not kept (keep-storage: false)";
 
+impl Selection {
+    /// The pg_dump options that select exactly this content: `--schema=` per schema, then
+    /// `--exclude-table=` and `--exclude-table-data=`. Every name is double-quoted, so pg_dump matches
+    /// it literally (no case folding, no `*`/`?`/`.` wildcards), whatever characters it holds.
+    pub fn pg_dump_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .schemas
+            .iter()
+            .map(|s| format!("--schema={}", dump_pattern(s)))
+            .collect();
+        for (option, tables) in [
+            ("--exclude-table", &self.exclude_tables),
+            ("--exclude-table-data", &self.exclude_table_data),
+        ] {
+            for table in tables {
+                if let Some((schema, name)) = table.split_once('.') {
+                    args.push(format!(
+                        "{option}={}.{}",
+                        dump_pattern(schema),
+                        dump_pattern(name)
+                    ));
+                }
+            }
+        }
+        args
+    }
+}
+
+/// A pg_dump name pattern that matches `name` exactly: double-quoted, inner quotes doubled.
+fn dump_pattern(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Does `name` match `pattern` (exact, or prefix when the pattern ends in `*`)?
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -304,6 +337,25 @@ mod tests {
         let s = resolve(&policy, supabase_like()).unwrap();
         assert_eq!(s.schemas, ["public", "realtime"]);
         assert!(s.exclude_table_data.is_empty());
+    }
+
+    #[test]
+    fn pg_dump_args_quote_every_name() {
+        let s = Selection {
+            schemas: vec!["public".into(), "My\"Odd.*".into()],
+            exclude_tables: vec!["public.Big Table".into()],
+            exclude_table_data: vec!["auth.schema_migrations".into()],
+            skipped_schemas: vec![],
+        };
+        assert_eq!(
+            s.pg_dump_args(),
+            [
+                r#"--schema="public""#,
+                r#"--schema="My""Odd.*""#,
+                r#"--exclude-table="public"."Big Table""#,
+                r#"--exclude-table-data="auth"."schema_migrations""#,
+            ]
+        );
     }
 
     #[test]

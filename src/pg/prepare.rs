@@ -60,26 +60,20 @@ pub async fn prepare_target(
     )
     .await?;
 
-    for (name, schema) in extensions {
-        if installed.contains(&name) {
-            continue;
-        }
-        if !available.contains(&name) {
-            report.extensions_unavailable.push(name);
-            continue;
-        }
-        if !schemas.contains(&schema) {
-            let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
-            target
-                .batch_execute(&sql)
-                .await
-                .map_err(|source| InspectError::Query {
-                    what: format!("creating schema {schema}"),
-                    source,
-                })?;
-            report.schemas_created.push(schema.clone());
-            schemas.push(schema.clone());
-        }
+    let plan = plan_extensions(&extensions, &available, &installed, &schemas);
+    report.extensions_unavailable = plan.unavailable;
+    for schema in plan.schemas {
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema));
+        target
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| InspectError::Query {
+                what: format!("creating schema {schema}"),
+                source,
+            })?;
+        report.schemas_created.push(schema);
+    }
+    for (name, schema) in plan.create {
         let sql = format!(
             "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} CASCADE",
             quote_ident(&name),
@@ -97,6 +91,40 @@ pub async fn prepare_target(
         }
     }
     Ok(report)
+}
+
+/// What the target needs for the source's extensions.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ExtensionPlan {
+    /// Schemas to create first (those of extensions to create that the target lacks).
+    schemas: Vec<String>,
+    /// (extension, schema) in the source's order.
+    create: Vec<(String, String)>,
+    unavailable: Vec<String>,
+}
+
+/// `source` is (extension, schema) pairs; the rest describe the target.
+fn plan_extensions(
+    source: &[(String, String)],
+    available: &[String],
+    installed: &[String],
+    target_schemas: &[String],
+) -> ExtensionPlan {
+    let mut plan = ExtensionPlan::default();
+    for (name, schema) in source {
+        if installed.contains(name) {
+            continue;
+        }
+        if !available.contains(name) {
+            plan.unavailable.push(name.clone());
+            continue;
+        }
+        if !target_schemas.contains(schema) && !plan.schemas.contains(schema) {
+            plan.schemas.push(schema.clone());
+        }
+        plan.create.push((name.clone(), schema.clone()));
+    }
+    plan
 }
 
 /// Roles the dumped policies name (PUBLIC and predefined `pg_*` roles left out) plus the source's
@@ -200,4 +228,56 @@ async fn query_strings(
         .iter()
         .map(|r| r.get(0))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn plan_creates_missing_schemas_once_and_lists_what_the_target_lacks() {
+        let source: Vec<(String, String)> = [
+            ("pg_cron", "pg_catalog"),
+            ("pg_net", "extensions"),
+            ("pgcrypto", "extensions"),
+            ("pg_trgm", "extensions"),
+            ("uuid-ossp", "extensions"),
+            ("supabase_vault", "vault"),
+            ("pg_graphql", "graphql"),
+        ]
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+        let plan = plan_extensions(
+            &source,
+            &strings(&[
+                "pg_cron",
+                "pgcrypto",
+                "pg_trgm",
+                "uuid-ossp",
+                "pg_graphql",
+                "plpgsql",
+            ]),
+            &strings(&["plpgsql", "pgcrypto"]),
+            &strings(&["public", "pg_catalog"]),
+        );
+        assert_eq!(plan.schemas, strings(&["extensions", "graphql"]));
+        assert_eq!(
+            plan.create,
+            [
+                ("pg_cron", "pg_catalog"),
+                ("pg_trgm", "extensions"),
+                ("uuid-ossp", "extensions"),
+                ("pg_graphql", "graphql")
+            ]
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(plan.unavailable, strings(&["pg_net", "supabase_vault"]));
+    }
 }
