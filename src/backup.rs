@@ -49,7 +49,7 @@ pub async fn run(
     cancel: CancelSignal,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let created: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+    let created: Arc<Mutex<Option<Pending>>> = Arc::default();
     let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
     let result = tokio::select! {
         result = attempt => result,
@@ -59,12 +59,20 @@ pub async fn run(
             .into()),
     };
     if result.is_err() {
-        let branch = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((id, name)) = branch {
-            clean_up(neon, &id, &name).await;
+        let pending = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(pending) = pending {
+            clean_up(neon, pending).await;
         }
     }
     result
+}
+
+/// The branch this run is making, from the moment its creation is requested until it is renamed.
+#[derive(Debug, Clone)]
+struct Pending {
+    name: String,
+    /// Unknown when the create call itself failed (its operations may have failed after the branch existed).
+    id: Option<String>,
 }
 
 async fn cancelled(mut cancel: CancelSignal) {
@@ -79,8 +87,20 @@ async fn cancelled(mut cancel: CancelSignal) {
     }
 }
 
-async fn clean_up(neon: &NeonClient, id: &str, name: &str) {
-    match neon.delete_branch(id).await {
+async fn clean_up(neon: &NeonClient, pending: Pending) {
+    let name = pending.name.as_str();
+    let id = match pending.id {
+        Some(id) => id,
+        None => match neon.find_branch_by_name(name).await {
+            Ok(Some(found)) => found.branch.id,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(branch = name, error = %e, "could not check for an incomplete backup branch; prune will remove it if it exists");
+                return;
+            }
+        },
+    };
+    match neon.delete_branch(&id).await {
         Ok(Deleted::Removed) => {
             tracing::info!(branch = name, "deleted the incomplete backup branch")
         }
@@ -97,7 +117,7 @@ async fn take_backup(
     ctx: &RunContext,
     neon: &NeonClient,
     cancel: CancelSignal,
-    created: Arc<Mutex<Option<(String, String)>>>,
+    created: Arc<Mutex<Option<Pending>>>,
     started: Instant,
 ) -> Result<BackupOutcome> {
     let config = &ctx.config;
@@ -140,6 +160,10 @@ async fn take_backup(
         "tool-version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+        name: incomplete.clone(),
+        id: None,
+    });
     let branch = neon
         .create_branch(&CreateBranch {
             name: incomplete.clone(),
@@ -150,8 +174,10 @@ async fn take_backup(
         })
         .await
         .map_err(|e| e.into_failure("no backup was made by this run"))?;
-    *created.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((branch.branch.id.clone(), incomplete.clone()));
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+        name: incomplete.clone(),
+        id: Some(branch.branch.id.clone()),
+    });
     tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
     let target_url = neon
         .connection_uri(

@@ -137,7 +137,13 @@ pub struct RawSettings {
     values: BTreeMap<&'static str, RawValue>,
     /// Whether we run inside GitHub Actions (changes some warnings).
     pub on_github_actions: bool,
+    /// `SUPANEON_NEON_CALL_DEADLINE_SECONDS`: advanced tuning, environment only.
+    neon_call_deadline: Option<String>,
 }
+
+/// How long one Neon API call may take across its retries, unless tuned.
+pub const DEFAULT_NEON_CALL_DEADLINE_SECONDS: u64 = 90;
+const NEON_CALL_DEADLINE_ENV: &str = "SUPANEON_NEON_CALL_DEADLINE_SECONDS";
 
 const SECRET_INPUTS: &[&str] = &["supabase-database-url", "neon-api-key"];
 
@@ -165,6 +171,7 @@ impl RawSettings {
                 raw.set(def.input, v, Origin::Env);
             }
         }
+        raw.neon_call_deadline = vars.get(NEON_CALL_DEADLINE_ENV).cloned();
         raw
     }
 
@@ -287,6 +294,8 @@ pub struct NeonSettings {
     pub parent_branch: Option<String>,
     pub database: String,
     pub role: String,
+    /// One API call's deadline across its retries.
+    pub call_deadline: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -690,9 +699,26 @@ impl Validator<'_> {
         let database = self.identifier("neon-database");
         let role = self.identifier("neon-role");
         let parent_branch = self.raw.get("neon-parent-branch").map(|b| b.value.clone());
-        match (key, project, api_url_ok, database, role) {
-            (Some(api_key), Some(project_id), true, Some(database), Some(role)) => {
+        let call_deadline = match self
+            .raw
+            .neon_call_deadline
+            .as_deref()
+            .map(str::parse::<u64>)
+        {
+            None => Some(DEFAULT_NEON_CALL_DEADLINE_SECONDS),
+            Some(Ok(secs)) if (1..=3600).contains(&secs) => Some(secs),
+            Some(_) => {
+                self.problems.push(Problem {
+                    setting: NEON_CALL_DEADLINE_ENV.into(),
+                    message: "expected a whole number of seconds from 1 to 3600".into(),
+                });
+                None
+            }
+        };
+        match (key, project, api_url_ok, database, role, call_deadline) {
+            (Some(api_key), Some(project_id), true, Some(database), Some(role), Some(secs)) => {
                 Some(NeonSettings {
+                    call_deadline: std::time::Duration::from_secs(secs),
                     api_url: api_url.trim_end_matches('/').to_string(),
                     api_key,
                     project_id,

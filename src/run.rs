@@ -73,6 +73,7 @@ pub fn neon_client(config: &Config) -> Result<NeonClient> {
     })?;
     let mut neon = NeonSettings::new(settings.api_key.clone(), settings.project_id.clone());
     neon.base_url = settings.api_url.clone();
+    neon.call_deadline = settings.call_deadline;
     NeonClient::new(neon).map_err(|e| e.into_failure("nothing was run").into())
 }
 

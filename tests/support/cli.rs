@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 pub struct Run {
     pub code: i32,
@@ -108,6 +108,11 @@ impl Cli {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.spawn(args).wait()
+    }
+
+    /// Starts the binary without waiting; its output is collected by [`Spawned::wait`].
+    pub fn spawn(&self, args: &[&str]) -> Spawned<'_> {
         let outputs = self.dir.path().join("github_output");
         let summary = self.dir.path().join("step_summary");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supaneon-sync"));
@@ -128,14 +133,82 @@ impl Cli {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run supaneon-sync");
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let child = cmd.spawn().expect("start supaneon-sync");
+        Spawned {
+            child,
+            outputs,
+            summary,
+            _cli: self,
+        }
+    }
+}
+
+pub struct Spawned<'a> {
+    pub child: Child,
+    outputs: PathBuf,
+    summary: PathBuf,
+    _cli: &'a Cli,
+}
+
+impl Spawned<'_> {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn wait(self) -> Run {
+        let out = self
+            .child
+            .wait_with_output()
+            .expect("wait for supaneon-sync");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            outputs: std::fs::read_to_string(&outputs).unwrap_or_default(),
-            summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+            outputs: std::fs::read_to_string(&self.outputs).unwrap_or_default(),
+            summary: std::fs::read_to_string(&self.summary).unwrap_or_default(),
         }
+    }
+}
+
+/// Pids of the live children of `parent` whose executable name is `name` (from /proc).
+pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // comm is in parentheses and may hold spaces; the fields after it are space-separated.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (state, ppid) = (
+            fields.first().copied(),
+            fields.get(1).and_then(|p| p.parse::<u32>().ok()),
+        );
+        if comm == name && ppid == Some(parent) && state != Some("Z") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls `condition` every 50 ms until it holds or `deadline` passes; panics with `what` on timeout.
+pub fn wait_until(what: &str, deadline: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -1,0 +1,205 @@
+//! backup-run's fault paths, each through the real binary: whatever breaks, the run exits 1, no branch with a
+//! complete backup name exists, the incomplete branch is cleaned up, no child is left, and no secret shows.
+
+mod support;
+
+use std::time::Duration;
+
+use neon_emulator::{FaultAction, FaultRule};
+use support::cli::{children_named, wait_until, Run};
+use support::world::{World, API_KEY, SOURCE_PASSWORD};
+
+/// Enough rows that the data phase of the dump lasts seconds, so a fault lands mid-stream.
+const BULK_SQL: &str = "CREATE TABLE public.bulk (id bigint PRIMARY KEY, payload text NOT NULL);
+     INSERT INTO public.bulk SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 600000) g;
+     ALTER TABLE public.bulk OWNER TO postgres;";
+
+fn assert_no_backup_left(world: &World, run: &Run) {
+    let names = world.branch_names();
+    assert!(
+        !names.iter().any(|n| n.starts_with("backup-")),
+        "a backup branch was left behind: {names:?}\n{}",
+        run.describe()
+    );
+    run.assert_never_shows(SOURCE_PASSWORD);
+    run.assert_never_shows(API_KEY);
+}
+
+/// True once the incomplete branch has received the bulk table's definition, i.e. its data is streaming.
+fn bulk_is_streaming(world: &World) -> bool {
+    let Some(branch) = world
+        .branch_names()
+        .into_iter()
+        .find(|n| n.ends_with("-incomplete"))
+    else {
+        return false;
+    };
+    let Some(b) = world.branch(&branch) else {
+        return false;
+    };
+    let Some(db) = world
+        .emu
+        .physical_database(b["id"].as_str().unwrap(), "neondb")
+    else {
+        return false;
+    };
+    world
+        .neon_pg
+        .psql(&db, "SELECT to_regclass('public.bulk') IS NOT NULL")
+        .trim()
+        == "t"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_5xx_at_branch_creation_fails_cleanly() {
+    let world = World::start(15).await;
+    world.emu.faults().push(
+        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
+            .method("POST")
+            .times(1000),
+    );
+    let run = world
+        .cli()
+        .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "3")
+        .run(&["backup-run"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("Neon API") && run.stderr.contains("503"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stderr.contains("impact:"), "{}", run.describe());
+    assert_no_backup_left(&world, &run);
+    let result = run.output("result").unwrap_or_default();
+    assert!(
+        result.contains("could not create branch"),
+        "result output: {result}\n{}",
+        run.describe()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_create_operation_deletes_the_incomplete_branch() {
+    let world = World::start(15).await;
+    world.emu.faults().push(
+        FaultRule::new(
+            "/branches",
+            FaultAction::FailOperations {
+                status: "error".into(),
+            },
+        )
+        .method("POST"),
+    );
+    let run = world.cli().run(&["backup-run"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_no_backup_left(&world, &run);
+    assert!(
+        world
+            .emu
+            .deleted_branch_names()
+            .iter()
+            .any(|n| n.ends_with("-incomplete")),
+        "the incomplete branch was not deleted: {:?}",
+        world.emu.deleted_branch_names()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
+    let world = World::start(15).await;
+    world.source.psql("postgres", BULK_SQL);
+    let cli = world.cli();
+    let child = cli.spawn(&["backup-run"]);
+    let pid = child.pid();
+    wait_until("the bulk table to stream", Duration::from_secs(120), || {
+        bulk_is_streaming(&world)
+    });
+    let dumps = children_named(pid, "pg_dump");
+    assert_eq!(dumps.len(), 1, "pg_dump children: {dumps:?}");
+    std::process::Command::new("kill")
+        .args(["-KILL", &dumps[0].to_string()])
+        .status()
+        .unwrap();
+    let run = child.wait();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains("pg_dump"), "{}", run.describe());
+    assert!(children_named(pid, "pg_restore").is_empty());
+    assert_no_backup_left(&world, &run);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_source_stopping_mid_dump_fails_cleanly() {
+    let mut world = World::start(15).await;
+    world.source.psql("postgres", BULK_SQL);
+    let cli = world.cli();
+    let child = cli.spawn(&["backup-run"]);
+    wait_until("the bulk table to stream", Duration::from_secs(120), || {
+        bulk_is_streaming(&world)
+    });
+    world.source.stop();
+    let run = child.wait();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_no_backup_left(&world, &run);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_run_kills_the_children_and_deletes_the_branch() {
+    let world = World::start(15).await;
+    world.source.psql("postgres", BULK_SQL);
+    let cli = world.cli();
+    let child = cli.spawn(&["backup-run"]);
+    let pid = child.pid();
+    wait_until("the bulk table to stream", Duration::from_secs(120), || {
+        bulk_is_streaming(&world)
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let run = child.wait();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains("cancelled"), "{}", run.describe());
+    assert_no_backup_left(&world, &run);
+    assert!(world
+        .emu
+        .deleted_branch_names()
+        .iter()
+        .any(|n| n.ends_with("-incomplete")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_and_table_data_exclusions_are_honoured() {
+    let world = World::start(15).await;
+    let cli = world.cli();
+    let file = cli.dir().join("supaneon.yml");
+    std::fs::write(
+        &file,
+        "tables:\n  exclude: [public.audit_log]\n  exclude-data: [public.messages]\n",
+    )
+    .unwrap();
+    let run = cli
+        .env("SUPANEON_CONFIG_FILE", file.to_str().unwrap())
+        .run(&["backup-run"]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    let name = run.output("backup-branch").unwrap();
+    assert_eq!(
+        world
+            .psql_branch(&name, "SELECT to_regclass('public.audit_log') IS NULL")
+            .trim(),
+        "t"
+    );
+    assert_eq!(
+        world
+            .psql_branch(&name, "SELECT count(*) FROM public.messages")
+            .trim(),
+        "0"
+    );
+    assert_ne!(
+        world
+            .source
+            .psql("postgres", "SELECT count(*) FROM public.messages")
+            .trim(),
+        "0"
+    );
+    run.assert_never_shows(SOURCE_PASSWORD);
+}
