@@ -234,6 +234,15 @@ async fn operations_progress_and_lock_mutations() {
         "project already has running conflicting operations, scheduling of new ones is prohibited"
     );
     assert_eq!(env.get("/branches").await.status, 200);
+    let new_id = a.body["branch"]["id"].as_str().unwrap().to_string();
+    let patch = env
+        .patch(
+            &format!("/branches/{new_id}"),
+            json!({"branch": {"name": "renamed"}}),
+        )
+        .await;
+    assert_eq!(patch.status, 423);
+    assert_eq!(env.delete(&format!("/branches/{new_id}")).await.status, 423);
 
     let seen = env
         .watch_operation(ops[1]["id"].as_str().unwrap(), |s| s == "finished")

@@ -608,7 +608,7 @@ pub(crate) async fn delete(
     app.check_unlocked(now)?;
     let branch = app.remove_branch(&branch_id).await?;
     let now = Utc::now();
-    let ops = vec![
+    let ops = [
         Operation::new(
             "suspend_compute",
             Some(&branch_id),
