@@ -115,6 +115,13 @@ async fn restarting_on_the_same_cluster() {
         db_first,
         second.physical_database(&main_second, "neondb").unwrap()
     );
+    // A third emulator running at the same time on the same cluster must not break the second.
+    let third = Emulator::start(
+        support::config_for(&cluster),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let uri: serde_json::Value = http
         .get(format!(
@@ -137,6 +144,7 @@ async fn restarting_on_the_same_cluster() {
         "neondb_owner"
     );
     second.shutdown().await;
+    third.shutdown().await;
 }
 
 #[tokio::test]

@@ -742,3 +742,40 @@ pub(crate) async fn reveal_password(
     }
     ok(StatusCode::OK, json!({ "password": role.password }))
 }
+
+pub(crate) async fn database(
+    State(app): State<Shared>,
+    Path((project_id, branch_id, name)): Path<(String, String, String)>,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let st = app.state();
+    let b = st
+        .branch(&branch_id)
+        .ok_or_else(|| branch_not_found(&branch_id))?;
+    let d = b
+        .databases
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("database {name} not found")))?;
+    ok(
+        StatusCode::OK,
+        json!({ "database": st.database_json(&b.id, d) }),
+    )
+}
+
+pub(crate) async fn role(
+    State(app): State<Shared>,
+    Path((project_id, branch_id, name)): Path<(String, String, String)>,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let st = app.state();
+    let b = st
+        .branch(&branch_id)
+        .ok_or_else(|| branch_not_found(&branch_id))?;
+    let r = b
+        .roles
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("role {name} not found")))?;
+    ok(StatusCode::OK, json!({ "role": st.role_json(&b.id, r) }))
+}
