@@ -161,7 +161,7 @@ async fn binary_prints_its_base_url_and_serves() {
             "--public-port",
             &cluster.port().to_string(),
             "--pg-version",
-            "15",
+            &cluster.major().to_string(),
             "--project-id",
             PROJECT,
         ])
@@ -193,7 +193,7 @@ async fn binary_prints_its_base_url_and_serves() {
         .json()
         .await
         .unwrap();
-    assert_eq!(project["project"]["pg_version"], 15);
+    assert_eq!(project["project"]["pg_version"], cluster.major());
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
