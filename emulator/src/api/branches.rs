@@ -390,11 +390,11 @@ pub(crate) async fn create(
     for (name, owner, template) in &plan.databases {
         let physical = physical_name(&plan.id, name);
         let mut result = app.backing.copy_database(template, &physical, owner).await;
-        if result.is_ok() && plan.schema_only {
+        if result.is_ok() {
             copied.push((name.clone(), owner.clone(), physical.clone()));
-            result = app.backing.truncate_user_tables(&physical).await;
-        } else if result.is_ok() {
-            copied.push((name.clone(), owner.clone(), physical.clone()));
+            if plan.schema_only {
+                result = app.backing.truncate_user_tables(&physical).await;
+            }
         }
         if let Err(e) = result {
             for (_, _, p) in &copied {
