@@ -50,22 +50,21 @@ impl Backing {
         Ok(client)
     }
 
-    /// Creates `neon_superuser` and the owner role when missing and (re)sets the owner's password.
-    pub async fn ensure_owner_role(&self, role: &str, password: &str) -> Result<(), BackingError> {
+    /// Creates `neon_superuser` and the owner role when missing and sets the owner's password.
+    /// Roles are cluster-wide, so the password is kept in a small table of the admin database and
+    /// reused: several emulators can then share one cluster without breaking each other's URIs.
+    pub async fn ensure_owner_role(
+        &self,
+        role: &str,
+        fresh_password: &str,
+    ) -> Result<String, BackingError> {
         let client = self.connect(None).await?;
-        let exists = |name: &str| {
-            let name = name.to_string();
-            let client = &client;
-            async move {
-                Ok::<bool, BackingError>(
-                    client
-                        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
-                        .await?
-                        .is_some(),
-                )
-            }
-        };
-        if !exists(NEON_SUPERUSER).await? {
+        let role_exists = "SELECT 1 FROM pg_roles WHERE rolname = $1";
+        if client
+            .query_opt(role_exists, &[&NEON_SUPERUSER])
+            .await?
+            .is_none()
+        {
             client
                 .batch_execute(&format!(
                     "CREATE ROLE {} NOLOGIN CREATEDB CREATEROLE BYPASSRLS",
@@ -80,7 +79,7 @@ impl Backing {
                 ident(NEON_SUPERUSER)
             ))
             .await?;
-        if !exists(role).await? {
+        if client.query_opt(role_exists, &[&role]).await?.is_none() {
             client
                 .batch_execute(&format!(
                     "CREATE ROLE {} LOGIN CREATEDB CREATEROLE IN ROLE {}",
@@ -90,13 +89,32 @@ impl Backing {
                 .await?;
         }
         client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS neon_emulator_role_passwords \
+                 (role_name text PRIMARY KEY, password text NOT NULL)",
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO neon_emulator_role_passwords VALUES ($1, $2) ON CONFLICT (role_name) DO NOTHING",
+                &[&role, &fresh_password],
+            )
+            .await?;
+        let password: String = client
+            .query_one(
+                "SELECT password FROM neon_emulator_role_passwords WHERE role_name = $1",
+                &[&role],
+            )
+            .await?
+            .get(0);
+        client
             .batch_execute(&format!(
                 "ALTER ROLE {} WITH LOGIN NOSUPERUSER PASSWORD {}",
                 ident(role),
-                literal(password)
+                literal(&password)
             ))
             .await?;
-        Ok(())
+        Ok(password)
     }
 
     /// Creates an empty database owned by `owner`.

@@ -3,7 +3,9 @@
 //!
 //! Deviations from Neon, by design:
 //! - Roles are cluster-wide in PostgreSQL, so all branches share `neondb_owner` and its password
-//!   (Neon copies passwords to children anyway). Starting an emulator resets that role's password.
+//!   (Neon copies passwords to children anyway). The password is kept in the table
+//!   `neon_emulator_role_passwords` of the admin database and reused, so several emulators (and
+//!   restarts) can share one cluster.
 //! - Branching copies databases with `CREATE DATABASE … TEMPLATE`, which disconnects the parent's
 //!   sessions for a moment; `schema-only` copies and then truncates every user table.
 //! - Endpoint hosts are the configured public host; `pooled=true` returns the direct URI, since a

@@ -45,7 +45,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Logs go to stderr: stdout carries only the base-URL line.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -55,13 +59,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cfg.branch_limit = args.branch_limit;
     cfg.root_branch_limit = args.root_branch_limit;
     cfg.operation_step = Duration::from_millis(args.operation_step_ms);
+    // Installed before the base URL is announced, so a supervisor's SIGTERM never finds it missing.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let emulator = Emulator::start(cfg, args.listen).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "NEON_API_BASE_URL={}", emulator.base_url())?;
     stdout.flush()?;
     tracing::info!(project = %emulator.project_id(), "serving");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -47,8 +47,9 @@ impl Emulator {
             .into());
         }
         let backing = Backing::new(cfg.postgres.clone());
-        let password = ids::password();
-        backing.ensure_owner_role(OWNER_ROLE, &password).await?;
+        let password = backing
+            .ensure_owner_role(OWNER_ROLE, &ids::password())
+            .await?;
 
         let now = Utc::now();
         let branch_id = ids::branch_id();

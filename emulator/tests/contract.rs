@@ -115,6 +115,13 @@ async fn restarting_on_the_same_cluster() {
         db_first,
         second.physical_database(&main_second, "neondb").unwrap()
     );
+    // A third emulator running at the same time on the same cluster must not break the second.
+    let third = Emulator::start(
+        support::config_for(&cluster),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let http = reqwest::Client::new();
     let uri: serde_json::Value = http
         .get(format!(
@@ -137,6 +144,7 @@ async fn restarting_on_the_same_cluster() {
         "neondb_owner"
     );
     second.shutdown().await;
+    third.shutdown().await;
 }
 
 #[tokio::test]
@@ -153,7 +161,7 @@ async fn binary_prints_its_base_url_and_serves() {
             "--public-port",
             &cluster.port().to_string(),
             "--pg-version",
-            "15",
+            &cluster.major().to_string(),
             "--project-id",
             PROJECT,
         ])
@@ -185,7 +193,7 @@ async fn binary_prints_its_base_url_and_serves() {
         .json()
         .await
         .unwrap();
-    assert_eq!(project["project"]["pg_version"], 15);
+    assert_eq!(project["project"]["pg_version"], cluster.major());
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -61,6 +61,26 @@ async fn bootstrap_auth_and_project() {
     let dbs = env.get(&format!("/branches/{id}/databases")).await;
     assert_eq!(dbs.body["databases"][0]["name"], "neondb");
     assert_eq!(dbs.body["databases"][0]["owner_name"], "neondb_owner");
+    let db = env.get(&format!("/branches/{id}/databases/neondb")).await;
+    assert_eq!(
+        (db.status, db.body["database"]["name"].as_str()),
+        (200, Some("neondb"))
+    );
+    let role = env.get(&format!("/branches/{id}/roles/neondb_owner")).await;
+    assert_eq!(
+        (role.status, role.body["role"]["name"].as_str()),
+        (200, Some("neondb_owner"))
+    );
+    assert_eq!(
+        env.get(&format!("/branches/{id}/databases/other"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        env.get(&format!("/branches/{id}/roles/other")).await.status,
+        404
+    );
     let eps = env.get(&format!("/branches/{id}/endpoints")).await;
     assert_eq!(eps.body["endpoints"][0]["type"], "read_write");
     let ep_id = eps.body["endpoints"][0]["id"].as_str().unwrap().to_string();
@@ -234,6 +254,15 @@ async fn operations_progress_and_lock_mutations() {
         "project already has running conflicting operations, scheduling of new ones is prohibited"
     );
     assert_eq!(env.get("/branches").await.status, 200);
+    let new_id = a.body["branch"]["id"].as_str().unwrap().to_string();
+    let patch = env
+        .patch(
+            &format!("/branches/{new_id}"),
+            json!({"branch": {"name": "renamed"}}),
+        )
+        .await;
+    assert_eq!(patch.status, 423);
+    assert_eq!(env.delete(&format!("/branches/{new_id}")).await.status, 423);
 
     let seen = env
         .watch_operation(ops[1]["id"].as_str().unwrap(), |s| s == "finished")

@@ -390,11 +390,11 @@ pub(crate) async fn create(
     for (name, owner, template) in &plan.databases {
         let physical = physical_name(&plan.id, name);
         let mut result = app.backing.copy_database(template, &physical, owner).await;
-        if result.is_ok() && plan.schema_only {
+        if result.is_ok() {
             copied.push((name.clone(), owner.clone(), physical.clone()));
-            result = app.backing.truncate_user_tables(&physical).await;
-        } else if result.is_ok() {
-            copied.push((name.clone(), owner.clone(), physical.clone()));
+            if plan.schema_only {
+                result = app.backing.truncate_user_tables(&physical).await;
+            }
         }
         if let Err(e) = result {
             for (_, _, p) in &copied {
@@ -608,7 +608,7 @@ pub(crate) async fn delete(
     app.check_unlocked(now)?;
     let branch = app.remove_branch(&branch_id).await?;
     let now = Utc::now();
-    let ops = vec![
+    let ops = [
         Operation::new(
             "suspend_compute",
             Some(&branch_id),
@@ -741,4 +741,41 @@ pub(crate) async fn reveal_password(
         ));
     }
     ok(StatusCode::OK, json!({ "password": role.password }))
+}
+
+pub(crate) async fn database(
+    State(app): State<Shared>,
+    Path((project_id, branch_id, name)): Path<(String, String, String)>,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let st = app.state();
+    let b = st
+        .branch(&branch_id)
+        .ok_or_else(|| branch_not_found(&branch_id))?;
+    let d = b
+        .databases
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("database {name} not found")))?;
+    ok(
+        StatusCode::OK,
+        json!({ "database": st.database_json(&b.id, d) }),
+    )
+}
+
+pub(crate) async fn role(
+    State(app): State<Shared>,
+    Path((project_id, branch_id, name)): Path<(String, String, String)>,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let st = app.state();
+    let b = st
+        .branch(&branch_id)
+        .ok_or_else(|| branch_not_found(&branch_id))?;
+    let r = b
+        .roles
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("role {name} not found")))?;
+    ok(StatusCode::OK, json!({ "role": st.role_json(&b.id, r) }))
 }

@@ -67,6 +67,14 @@ pub(crate) fn router(app: Shared) -> Router {
             get(branches::roles),
         )
         .route(
+            &format!("{p}/branches/{{branch_id}}/databases/{{database_name}}"),
+            get(branches::database),
+        )
+        .route(
+            &format!("{p}/branches/{{branch_id}}/roles/{{role_name}}"),
+            get(branches::role),
+        )
+        .route(
             &format!("{p}/branches/{{branch_id}}/roles/{{role_name}}/reveal_password"),
             get(branches::reveal_password),
         )

@@ -70,6 +70,8 @@ pub(crate) async fn pipeline(State(app): State<Shared>, mut req: Request, next: 
     } else {
         RecordedBody::Text(String::from_utf8_lossy(&bytes).into_owned())
     };
+    // Paths and statuses only: bodies may hold passwords.
+    tracing::debug!(%method, %path, status = parts.status.as_u16(), fault = fault.as_deref(), "request");
     app.recorder.push(RecordedExchange {
         method,
         path,

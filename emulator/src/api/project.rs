@@ -115,7 +115,7 @@ pub(crate) async fn list_operations(
         .iter()
         .filter(|o| cursor.is_none_or(|c| o.created_at < c))
         .collect();
-    ops.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    ops.sort_by_key(|o| std::cmp::Reverse(o.created_at));
     ops.truncate(limit);
     let mut body = json!({
         "operations": ops.iter().map(|o| st.operation_json(o, now)).collect::<Vec<_>>(),

@@ -37,8 +37,13 @@ pub struct Env {
     pub cluster: Cluster,
 }
 
+/// A fresh backing cluster: PostgreSQL 15 unless `NEON_EMULATOR_TEST_PG_MAJOR` names another major.
 pub fn cluster() -> Cluster {
-    Cluster::start(ClusterOptions::new(15, "postgres"))
+    let major = std::env::var("NEON_EMULATOR_TEST_PG_MAJOR")
+        .ok()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(15);
+    Cluster::start(ClusterOptions::new(major, "postgres"))
 }
 
 pub fn config_for(cluster: &Cluster) -> EmulatorConfig {
