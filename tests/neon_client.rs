@@ -738,3 +738,29 @@ async fn secrets_never_reach_logs_or_errors() {
         );
     }
 }
+
+/// A create whose answer never arrives (client timeout) is ambiguous too: whether the server applied it
+/// before, after or never, the client ends with exactly one branch of that name.
+#[tokio::test]
+async fn a_timed_out_create_yields_exactly_one_branch() {
+    let env = start().await;
+    let neon = env
+        .client()
+        .with_request_timeout(Duration::from_millis(300));
+    env.emu.faults().push(
+        FaultRule::new("/branches", FaultAction::Delay(Duration::from_millis(600))).method("POST"),
+    );
+    let created = neon
+        .create_branch(&backup("backup-timed-out"))
+        .await
+        .unwrap();
+    assert_eq!(created.branch.name, "backup-timed-out");
+    assert_eq!(env.emu.faults().pending(), 0, "the slow attempt happened");
+    assert_eq!(
+        env.branch_names()
+            .iter()
+            .filter(|n| *n == "backup-timed-out")
+            .count(),
+        1
+    );
+}
