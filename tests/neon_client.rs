@@ -602,6 +602,10 @@ async fn a_lost_create_response_yields_exactly_one_branch() {
         .await
         .unwrap();
     assert_eq!(created.branch.name, "backup-lost-response");
+    assert_eq!(
+        created.branch.current_state, "ready",
+        "adoption waits for the operations"
+    );
     assert!(created.endpoint.is_some());
     assert_eq!(
         env.branch_names()
@@ -762,5 +766,49 @@ async fn a_timed_out_create_yields_exactly_one_branch() {
             .filter(|n| *n == "backup-timed-out")
             .count(),
         1
+    );
+}
+
+/// Renames and deletes whose responses were lost are retried without harm.
+#[tokio::test]
+async fn lost_rename_and_delete_responses_are_safe() {
+    let env = start().await;
+    let neon = env.client();
+    let created = neon
+        .create_branch(&backup("backup-x-incomplete"))
+        .await
+        .unwrap();
+    let id = created.branch.id.clone();
+
+    env.emu.faults().push(
+        FaultRule::new(
+            &format!("/branches/{id}"),
+            FaultAction::DropResponseAfterApplying,
+        )
+        .method("PATCH"),
+    );
+    let renamed = neon.rename_branch(&id, "backup-x").await.unwrap();
+    assert_eq!(renamed.name, "backup-x");
+    assert!(
+        env.count("PATCH", &format!("/branches/{id}")) >= 2,
+        "it was retried"
+    );
+
+    env.emu.faults().push(
+        FaultRule::new(
+            &format!("/branches/{id}"),
+            FaultAction::DropResponseAfterApplying,
+        )
+        .method("DELETE"),
+    );
+    let deleted = neon.delete_branch(&id).await.unwrap();
+    assert_eq!(deleted, Deleted::AlreadyGone, "the retry found it gone");
+    assert_eq!(env.emu.deleted_branch_names(), vec!["backup-x".to_string()]);
+    assert!(!env.branch_names().contains(&"backup-x".to_string()));
+
+    // A branch id that never existed is "already gone" too, not an error.
+    assert_eq!(
+        neon.delete_branch("br-never-was-00000000").await.unwrap(),
+        Deleted::AlreadyGone
     );
 }
