@@ -503,7 +503,8 @@ async fn lists_every_page() {
 
 #[tokio::test]
 async fn waits_through_a_failed_operation_that_recovers() {
-    let env = start().await;
+    // Slower operations: `failed` shows for 10 steps (1 s), wide enough for the polls to see it.
+    let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     let neon = env.client();
     env.emu.faults().push(
         FaultRule::new(
@@ -536,7 +537,8 @@ async fn waits_through_a_failed_operation_that_recovers() {
 
 #[tokio::test]
 async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
-    let env = start().await;
+    // `failed` shows from 0.2 s to 1.2 s after the create; the deadline (0.5 s) falls inside.
+    let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     // `error` fails at once, however long the deadline.
     let neon = env.client();
     env.emu.faults().push(
@@ -565,7 +567,7 @@ async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
     // `failed` is retried by Neon: the client keeps polling, and fails only at the operation deadline.
     env.wait_until_unlocked().await;
     let mut settings = env.settings();
-    settings.operation_deadline = Duration::from_millis(150);
+    settings.operation_deadline = Duration::from_millis(500);
     let neon = NeonClient::new(settings).unwrap();
     env.emu.faults().push(
         FaultRule::new(
@@ -748,11 +750,25 @@ async fn secrets_never_reach_logs_or_errors() {
 #[tokio::test]
 async fn a_timed_out_create_yields_exactly_one_branch() {
     let env = start().await;
-    let neon = env
-        .client()
-        .with_request_timeout(Duration::from_millis(300));
+    // The timeout must be longer than a normal create on this machine (which copies a database), and
+    // the injected delay longer than the timeout: measure a create first.
+    let started = Instant::now();
+    env.client()
+        .create_branch(&backup("backup-warm-up"))
+        .await
+        .unwrap();
+    let timeout = (started.elapsed() * 3).max(Duration::from_secs(2));
+    let mut settings = env.settings();
+    settings.call_deadline = timeout * 6;
+    let neon = NeonClient::new(settings)
+        .unwrap()
+        .with_request_timeout(timeout);
     env.emu.faults().push(
-        FaultRule::new("/branches", FaultAction::Delay(Duration::from_millis(600))).method("POST"),
+        FaultRule::new(
+            "/branches",
+            FaultAction::Delay(timeout + Duration::from_secs(1)),
+        )
+        .method("POST"),
     );
     let created = neon
         .create_branch(&backup("backup-timed-out"))
