@@ -733,6 +733,8 @@ async fn secrets_never_reach_logs_or_errors() {
         .into_failure("nothing changed");
     texts.push(supaneon_sync::error::Error::from(failure).render());
 
+    texts.push(format!("{neon:?} {:?}", env.settings()));
+    texts.push(format!("{uri:?} {uri}"));
     let logged = log.contents();
     assert!(logged.contains("retrying"), "the capture works: {logged}");
     for text in texts.iter().chain(std::iter::once(&logged)) {
