@@ -503,7 +503,8 @@ async fn lists_every_page() {
 
 #[tokio::test]
 async fn waits_through_a_failed_operation_that_recovers() {
-    let env = start().await;
+    // Slower operations: `failed` shows for 10 steps (1 s), wide enough for the polls to see it.
+    let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     let neon = env.client();
     env.emu.faults().push(
         FaultRule::new(
@@ -536,7 +537,8 @@ async fn waits_through_a_failed_operation_that_recovers() {
 
 #[tokio::test]
 async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
-    let env = start().await;
+    // `failed` shows from 0.2 s to 1.2 s after the create; the deadline (0.5 s) falls inside.
+    let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     // `error` fails at once, however long the deadline.
     let neon = env.client();
     env.emu.faults().push(
@@ -565,7 +567,7 @@ async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
     // `failed` is retried by Neon: the client keeps polling, and fails only at the operation deadline.
     env.wait_until_unlocked().await;
     let mut settings = env.settings();
-    settings.operation_deadline = Duration::from_millis(150);
+    settings.operation_deadline = Duration::from_millis(500);
     let neon = NeonClient::new(settings).unwrap();
     env.emu.faults().push(
         FaultRule::new(
@@ -602,6 +604,10 @@ async fn a_lost_create_response_yields_exactly_one_branch() {
         .await
         .unwrap();
     assert_eq!(created.branch.name, "backup-lost-response");
+    assert_eq!(
+        created.branch.current_state, "ready",
+        "adoption waits for the operations"
+    );
     assert!(created.endpoint.is_some());
     assert_eq!(
         env.branch_names()
@@ -727,6 +733,8 @@ async fn secrets_never_reach_logs_or_errors() {
         .into_failure("nothing changed");
     texts.push(supaneon_sync::error::Error::from(failure).render());
 
+    texts.push(format!("{neon:?} {:?}", env.settings()));
+    texts.push(format!("{uri:?} {uri}"));
     let logged = log.contents();
     assert!(logged.contains("retrying"), "the capture works: {logged}");
     for text in texts.iter().chain(std::iter::once(&logged)) {
@@ -737,4 +745,88 @@ async fn secrets_never_reach_logs_or_errors() {
             "key leaked: {text}"
         );
     }
+}
+
+/// A create whose answer never arrives (client timeout) is ambiguous too: whether the server applied it
+/// before, after or never, the client ends with exactly one branch of that name.
+#[tokio::test]
+async fn a_timed_out_create_yields_exactly_one_branch() {
+    let env = start().await;
+    // The timeout must be longer than a normal create on this machine (which copies a database), and
+    // the injected delay longer than the timeout: measure a create first.
+    let started = Instant::now();
+    env.client()
+        .create_branch(&backup("backup-warm-up"))
+        .await
+        .unwrap();
+    let timeout = (started.elapsed() * 3).max(Duration::from_secs(2));
+    let mut settings = env.settings();
+    settings.call_deadline = timeout * 6;
+    let neon = NeonClient::new(settings)
+        .unwrap()
+        .with_request_timeout(timeout);
+    env.emu.faults().push(
+        FaultRule::new(
+            "/branches",
+            FaultAction::Delay(timeout + Duration::from_secs(1)),
+        )
+        .method("POST"),
+    );
+    let created = neon
+        .create_branch(&backup("backup-timed-out"))
+        .await
+        .unwrap();
+    assert_eq!(created.branch.name, "backup-timed-out");
+    assert_eq!(env.emu.faults().pending(), 0, "the slow attempt happened");
+    assert_eq!(
+        env.branch_names()
+            .iter()
+            .filter(|n| *n == "backup-timed-out")
+            .count(),
+        1
+    );
+}
+
+/// Renames and deletes whose responses were lost are retried without harm.
+#[tokio::test]
+async fn lost_rename_and_delete_responses_are_safe() {
+    let env = start().await;
+    let neon = env.client();
+    let created = neon
+        .create_branch(&backup("backup-x-incomplete"))
+        .await
+        .unwrap();
+    let id = created.branch.id.clone();
+
+    env.emu.faults().push(
+        FaultRule::new(
+            &format!("/branches/{id}"),
+            FaultAction::DropResponseAfterApplying,
+        )
+        .method("PATCH"),
+    );
+    let renamed = neon.rename_branch(&id, "backup-x").await.unwrap();
+    assert_eq!(renamed.name, "backup-x");
+    assert!(
+        env.count("PATCH", &format!("/branches/{id}")) >= 2,
+        "it was retried"
+    );
+
+    env.emu.faults().push(
+        FaultRule::new(
+            &format!("/branches/{id}"),
+            FaultAction::DropResponseAfterApplying,
+        )
+        .method("DELETE"),
+    );
+    let deleted = neon.delete_branch(&id).await.unwrap();
+    assert_eq!(deleted, Deleted::AlreadyGone, "the retry found it gone");
+    assert_eq!(env.emu.deleted_branch_names(), vec!["backup-x".to_string()]);
+    assert!(!env.branch_names().contains(&"backup-x".to_string()));
+
+    // A branch id that never existed is "already gone" too, not an error.
+    assert_eq!(
+        neon.delete_branch("br-never-was-00000000").await.unwrap(),
+        Deleted::AlreadyGone
+    );
 }

@@ -29,6 +29,8 @@ const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(2);
 const REQUEST_ID_HEADER: &str = "x-neon-ret-request-id";
 
+/// Where and how to reach the Neon API. `Debug` shows the key as `***`.
+#[derive(Debug, Clone)]
 pub struct NeonSettings {
     pub base_url: String,
     pub api_key: Secret,
@@ -52,6 +54,7 @@ impl NeonSettings {
     }
 }
 
+/// A client for one Neon project. Cheap to share by reference; every call is `&self`.
 pub struct NeonClient {
     http: reqwest::Client,
     base_url: String,
@@ -60,6 +63,16 @@ pub struct NeonClient {
     operation_deadline: Duration,
     request_timeout: Duration,
     page_size: usize,
+}
+
+impl std::fmt::Debug for NeonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the HTTP client holds the Authorization header.
+        f.debug_struct("NeonClient")
+            .field("base_url", &self.base_url)
+            .field("project_id", &self.project_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One request, rebuilt for every attempt.
