@@ -110,11 +110,14 @@ fn listed(errors: &[RestoreError]) -> String {
         return String::new();
     }
     const SHOWN: usize = 10;
-    let mut out = format!(
-        "; {} error{} that make the restore incomplete:",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
+    let mut out = if errors.len() == 1 {
+        "; 1 error that makes the restore incomplete:".to_string()
+    } else {
+        format!(
+            "; {} errors that make the restore incomplete:",
+            errors.len()
+        )
+    };
     for e in errors.iter().take(SHOWN) {
         out.push_str(&format!("\n  - {e}"));
     }
@@ -529,10 +532,16 @@ fn drain_stderr(
             let text = String::from_utf8_lossy(&raw);
             let line = text.trim_end_matches(['\n', '\r']);
             lines += 1;
-            if let Some(p) = parser.as_mut() {
-                p.push_line(line);
-            }
-            if let Some((level, shown)) = filter.relay(line) {
+            let benign = parser.as_mut().and_then(|p| p.push_line(line));
+            if let Some((mut level, mut shown)) = filter.relay(line) {
+                // Expected errors (allow-list) should not read as a problem in the job log.
+                let all_benign_so_far = parser.as_ref().is_some_and(|p| !p.has_fatal());
+                if benign == Some(true) {
+                    level = Level::Info;
+                    shown.push_str(" (expected; ignored)");
+                } else if all_benign_so_far && line.contains("errors ignored on restore") {
+                    level = Level::Info;
+                }
                 match level {
                     Level::Debug => tracing::debug!("{shown}"),
                     Level::Info => tracing::info!("{shown}"),
