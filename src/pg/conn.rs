@@ -199,12 +199,12 @@ impl ConnSpec {
         if let Some(root) = self.child_root_cert() {
             env.push(("PGSSLROOTCERT".to_string(), root));
         }
-        if let Some(timeout) = self.connect_timeout {
-            env.push((
-                "PGCONNECT_TIMEOUT".to_string(),
-                timeout.as_secs().to_string(),
-            ));
-        }
+        // libpq would wait forever (or for the TCP timeout) on a host that does not answer.
+        let timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        env.push((
+            "PGCONNECT_TIMEOUT".to_string(),
+            timeout.as_secs().to_string(),
+        ));
         if let Some(options) = &self.options {
             env.push(("PGOPTIONS".to_string(), options.clone()));
         }
@@ -689,6 +689,11 @@ mod tests {
         assert!(!s.display().contains("pw-unit-child"));
         assert!(!format!("{s:?}").contains("pw-unit-child"));
         assert_eq!(s.with_dbname("other").dbname, "other");
+        let plain = spec("postgres://u@h/db").unwrap();
+        let env: std::collections::HashMap<_, _> = plain.child_env("x").into_iter().collect();
+        assert_eq!(env["PGCONNECT_TIMEOUT"], "30");
+        assert!(!env.contains_key("PGPASSWORD"));
+        assert!(!env.contains_key("PGSSLROOTCERT"));
     }
 
     /// A server that answers the SSLRequest with `N` (SSL off): we refuse to continue in clear text.
@@ -731,5 +736,16 @@ mod tests {
         assert!(matches!(err, ConnError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains("paused"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A host name that does not resolve (RFC 6761 `.invalid`): unreachable, with the paused hint.
+    #[tokio::test]
+    async fn an_unknown_host_is_unreachable() {
+        let s = spec("postgres://u:pw-unit-dns@db.nonexistent.invalid:5432/db?connect_timeout=5")
+            .unwrap();
+        let err = connect(&s, "unit").await.unwrap_err();
+        assert!(matches!(err, ConnError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("db.nonexistent.invalid"), "{err}");
+        assert!(!err.to_string().contains("pw-unit-dns"), "{err}");
     }
 }
