@@ -22,8 +22,26 @@ case "$repo_root" in
 esac
 dest="$repo_root/.cache/postgres/$PG_MAJOR"
 
+# The wheel links uuid-ossp.so against the system's libossp-uuid (Debian: libossp-uuid16), which a
+# plain Debian machine lacks; without it `CREATE EXTENSION "uuid-ossp"` fails on 17.
+ensure_system_libraries() {
+  if ! ldd "$dest/lib/uuid-ossp.so" | grep -q 'libossp-uuid.*not found'; then
+    return 0
+  fi
+  if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "fetch-postgres: $dest/lib/uuid-ossp.so needs libossp-uuid; install Debian's libossp-uuid16" >&2
+    exit 1
+  fi
+  echo "fetch-postgres: installing libossp-uuid16 (needed by uuid-ossp.so)"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libossp-uuid16 >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libossp-uuid16 >/dev/null
+  fi
+}
+
 if [[ -x "$dest/bin/pg_dump" ]]; then
-  echo "fetch-postgres: PostgreSQL $PG_MAJOR already cached at $dest (nothing to do)"
+  echo "fetch-postgres: PostgreSQL $PG_MAJOR already cached at $dest (nothing to download)"
+  ensure_system_libraries
   exit 0
 fi
 
@@ -52,7 +70,7 @@ fi
 # Extract next to the destination, then move into place so a failed run never leaves a half cache.
 mkdir -p "$(dirname "$dest")"
 staging="$(mktemp -d "$(dirname "$dest")/.staging-XXXXXX")"
-tar -xzf "$tarball" -C "$staging" --strip-components=1
+tar -xzf "$tarball" -C "$staging" --strip-components=1 --no-same-owner
 for dir in bin lib share; do
   if [[ ! -d "$staging/$dir" ]]; then
     rm -rf "$staging"
@@ -66,4 +84,5 @@ mv "$staging" "$dest"
 # Every directory on the way must be traversable by `nobody`.
 chmod a+rx "$repo_root/.cache" "$repo_root/.cache/postgres" "$dest"
 
+ensure_system_libraries
 echo "fetch-postgres: installed PostgreSQL $("$dest/bin/pg_dump" --version | awk '{print $NF}') into $dest"

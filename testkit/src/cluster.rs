@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::binaries::pg_bin_dir;
 use crate::privilege::ServerUser;
@@ -223,6 +223,11 @@ impl Cluster {
         client
     }
 
+    /// The last `lines` lines of the server log, for assertion messages.
+    pub fn server_log_tail(&self, lines: usize) -> String {
+        tail(&self.log_since(0), lines)
+    }
+
     /// The postmaster's pid (as of the last start).
     pub fn pid(&self) -> u32 {
         self.pid
@@ -331,6 +336,11 @@ impl Cluster {
             if attempt < PORT_ATTEMPTS && log.contains("Address already in use") {
                 continue;
             }
+            // pg_ctl may give up waiting while the postmaster lives on: let Drop stop it.
+            if let Ok(pid) = self.try_read_postmaster_pid() {
+                self.pid = pid;
+                self.running = true;
+            }
             panic!(
                 "PostgreSQL {} test cluster did not start (pg_ctl: {}{}).\nserver log tail:\n{}",
                 self.major,
@@ -342,12 +352,17 @@ impl Cluster {
     }
 
     fn read_postmaster_pid(&self) -> u32 {
+        self.try_read_postmaster_pid()
+            .unwrap_or_else(|e| panic!("postmaster.pid after pg_ctl -w start: {e}"))
+    }
+
+    fn try_read_postmaster_pid(&self) -> Result<u32, String> {
         let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid"))
-            .expect("read postmaster.pid after pg_ctl -w start");
+            .map_err(|e| e.to_string())?;
         text.lines()
             .next()
             .and_then(|l| l.trim().parse().ok())
-            .expect("pid on the first line of postmaster.pid")
+            .ok_or_else(|| "no pid on its first line".to_string())
     }
 
     fn log_since(&self, offset: u64) -> String {
@@ -370,11 +385,16 @@ impl Cluster {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        if !stopped && process_alive(self.pid) {
-            // pg_ctl could not do it (e.g. a broken data dir): do not leave a server behind.
+        // pg_ctl returns once postmaster.pid is gone, a moment before the process exits.
+        if stopped && wait_for_exit(self.pid, Duration::from_secs(30)) {
+            return;
+        }
+        // pg_ctl could not do it (e.g. a broken data dir): do not leave a server behind.
+        if process_alive(self.pid) {
             let _ = Command::new("kill")
                 .args(["-KILL", &self.pid.to_string()])
                 .status();
+            wait_for_exit(self.pid, Duration::from_secs(10));
         }
     }
 }
@@ -410,6 +430,18 @@ pub fn process_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// Polls until `pid` has exited; false when it still runs at the deadline.
+fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while process_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 /// A port that was free a moment ago. Another process may take it before the server binds; the
