@@ -272,6 +272,7 @@ pub async fn dump_and_restore(
     // pg_dump's exit is watched too: killed while the relay is blocked on a full pipe, it would
     // otherwise go unnoticed until pg_restore reads again.
     let mut dump_status: Option<ExitStatus> = None;
+    let mut restore_status: Option<ExitStatus> = None;
     let relayed = {
         let relay = relay(dump_out, restore_in, bytes.clone());
         tokio::pin!(relay);
@@ -286,7 +287,14 @@ pub async fn dump_and_restore(
                     // Exited cleanly: the relay still drains what is buffered.
                     dump_status = Some(st);
                 }
-                st = restore.wait() => break Phase1::RestoreExited(st),
+                st = restore.wait(), if restore_status.is_none() => {
+                    match st {
+                        // pg_restore may finish the moment it read the last block, just before
+                        // pg_dump closes its end: let the relay see EOF (or EPIPE if data was left).
+                        Ok(st) if st.success() => restore_status = Some(st),
+                        other => break Phase1::RestoreExited(other),
+                    }
+                }
                 _ = cancelled(&mut cancel) => break Phase1::Cancelled,
             }
         }
@@ -333,9 +341,12 @@ pub async fn dump_and_restore(
     }
 
     // Phase 3: pg_restore finishes the archive.
-    let restore_status = tokio::select! {
-        st = restore.wait() => st.map_err(PipelineError::Relay)?,
-        _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+    let restore_status = match restore_status {
+        Some(status) => status,
+        None => tokio::select! {
+            st = restore.wait() => st.map_err(PipelineError::Relay)?,
+            _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+        },
     };
     let dump_summary = dump_err.await;
     let restore_summary = restore_err.await;
