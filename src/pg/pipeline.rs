@@ -98,6 +98,26 @@ pub enum PipelineError {
     Cancelled,
 }
 
+impl PipelineError {
+    /// What the user can do about it, for the orchestration's `Failure::hint`.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            PipelineError::NoSchemas => "check the schema selection: nothing is left to back up",
+            PipelineError::Spawn { .. } => {
+                "check that the pg_dump/pg_restore found for the source's major can run here"
+            }
+            PipelineError::Dump { .. } => {
+                "pg_dump could not read the source: check that it is reachable (a paused Supabase project is not) and that the dumping user can read every table of the dumped schemas, or exclude the tables it cannot"
+            }
+            PipelineError::Restore { .. } => {
+                "create on the target what the listed objects need (roles named by policies, extensions, schemas), or exclude those objects"
+            }
+            PipelineError::Relay(_) => "the archive stream broke; retry, and check disk and memory of the runner",
+            PipelineError::Cancelled => "the run was cancelled; the incomplete branch is left for pruning",
+        }
+    }
+}
+
 fn tail(lines: &[String]) -> String {
     if lines.is_empty() {
         return String::new();
