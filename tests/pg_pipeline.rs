@@ -592,6 +592,17 @@ async fn start_gated(
     wait_mid_stream(pair, "bulk", target_db).await;
     let dump_pid = child_pid("pg_dump", pair.source.port()).expect("pg_dump runs");
     let restore_pid = child_pid("pg_restore", pair.target.port()).expect("pg_restore runs");
+    for pid in [dump_pid, restore_pid] {
+        let argv = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+            .replace('\0', " ");
+        for secret in pair.secrets() {
+            assert!(!argv.contains(secret), "a password in argv: {argv}");
+        }
+        assert!(
+            !argv.contains("127.0.0.1"),
+            "connection details stay out of argv: {argv}"
+        );
+    }
     (
         Running {
             task,
@@ -640,6 +651,32 @@ async fn killing_pg_dump_or_cancelling_stops_both_children() {
             "PG {major}: pg_restore was stopped"
         );
         assert!(!process_alive(run.dump_pid));
+        texts.push(err.to_string());
+        open_gate(&gate).await;
+        drop(run.cancel);
+
+        // pg_restore killed mid-stream: the pipeline fails and pg_dump is stopped too.
+        let (run, gate) = start_gated(&pair, major, "restore_killed").await;
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &run.restore_pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let err = tokio::time::timeout(Duration::from_secs(60), run.task)
+            .await
+            .expect("the pipeline ends")
+            .unwrap()
+            .expect_err("a killed pg_restore fails the pipeline");
+        match &err {
+            PipelineError::Restore { status, .. } => {
+                assert!(status.contains("signal: 9"), "PG {major}: {status}")
+            }
+            other => panic!("PG {major}: expected a pg_restore failure, got {other}"),
+        }
+        assert!(
+            !process_alive(run.dump_pid),
+            "PG {major}: pg_dump was stopped"
+        );
         texts.push(err.to_string());
         open_gate(&gate).await;
         drop(run.cancel);

@@ -199,12 +199,12 @@ impl ConnSpec {
         if let Some(root) = self.child_root_cert() {
             env.push(("PGSSLROOTCERT".to_string(), root));
         }
-        if let Some(timeout) = self.connect_timeout {
-            env.push((
-                "PGCONNECT_TIMEOUT".to_string(),
-                timeout.as_secs().to_string(),
-            ));
-        }
+        // libpq would wait forever (or for the TCP timeout) on a host that does not answer.
+        let timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        env.push((
+            "PGCONNECT_TIMEOUT".to_string(),
+            timeout.as_secs().to_string(),
+        ));
         if let Some(options) = &self.options {
             env.push(("PGOPTIONS".to_string(), options.clone()));
         }
@@ -689,5 +689,63 @@ mod tests {
         assert!(!s.display().contains("pw-unit-child"));
         assert!(!format!("{s:?}").contains("pw-unit-child"));
         assert_eq!(s.with_dbname("other").dbname, "other");
+        let plain = spec("postgres://u@h/db").unwrap();
+        let env: std::collections::HashMap<_, _> = plain.child_env("x").into_iter().collect();
+        assert_eq!(env["PGCONNECT_TIMEOUT"], "30");
+        assert!(!env.contains_key("PGPASSWORD"));
+        assert!(!env.contains_key("PGSSLROOTCERT"));
+    }
+
+    /// A server that answers the SSLRequest with `N` (SSL off): we refuse to continue in clear text.
+    #[tokio::test]
+    async fn a_server_without_tls_is_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 8];
+            socket.read_exact(&mut request).await.unwrap();
+            // SSLRequest: length 8, code 80877103.
+            assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47]);
+            socket.write_all(b"N").await.unwrap();
+        });
+        let s = spec(&format!("postgres://u:pw-unit-notls@127.0.0.1:{port}/db")).unwrap();
+        let err = connect(&s, "unit").await.unwrap_err();
+        assert!(matches!(err, ConnError::TlsRefused { .. }), "{err}");
+        assert!(err.to_string().contains("u@127.0.0.1:"), "{err}");
+        server.await.unwrap();
+    }
+
+    /// A server that accepts and never answers: bounded by connect_timeout, reported as unreachable.
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let s = spec(&format!(
+            "postgres://u:pw-unit-silent@127.0.0.1:{port}/db?connect_timeout=2"
+        ))
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = connect(&s, "unit").await.unwrap_err();
+        assert!(matches!(err, ConnError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("paused"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// A host name that does not resolve (RFC 6761 `.invalid`): unreachable, with the paused hint.
+    #[tokio::test]
+    async fn an_unknown_host_is_unreachable() {
+        let s = spec("postgres://u:pw-unit-dns@db.nonexistent.invalid:5432/db?connect_timeout=5")
+            .unwrap();
+        let err = connect(&s, "unit").await.unwrap_err();
+        assert!(matches!(err, ConnError::Unreachable { .. }), "{err}");
+        assert!(err.to_string().contains("db.nonexistent.invalid"), "{err}");
+        assert!(!err.to_string().contains("pw-unit-dns"), "{err}");
     }
 }

@@ -98,6 +98,26 @@ pub enum PipelineError {
     Cancelled,
 }
 
+impl PipelineError {
+    /// What the user can do about it, for the orchestration's `Failure::hint`.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            PipelineError::NoSchemas => "check the schema selection: nothing is left to back up",
+            PipelineError::Spawn { .. } => {
+                "check that the pg_dump/pg_restore found for the source's major can run here"
+            }
+            PipelineError::Dump { .. } => {
+                "pg_dump could not read the source: check that it is reachable (a paused Supabase project is not) and that the dumping user can read every table of the dumped schemas, or exclude the tables it cannot"
+            }
+            PipelineError::Restore { .. } => {
+                "create on the target what the listed objects need (roles named by policies, extensions, schemas), or exclude those objects"
+            }
+            PipelineError::Relay(_) => "the archive stream broke; retry, and check disk and memory of the runner",
+            PipelineError::Cancelled => "the run was cancelled; the incomplete branch is left for pruning",
+        }
+    }
+}
+
 fn tail(lines: &[String]) -> String {
     if lines.is_empty() {
         return String::new();
@@ -110,11 +130,14 @@ fn listed(errors: &[RestoreError]) -> String {
         return String::new();
     }
     const SHOWN: usize = 10;
-    let mut out = format!(
-        "; {} error{} that make the restore incomplete:",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
+    let mut out = if errors.len() == 1 {
+        "; 1 error that makes the restore incomplete:".to_string()
+    } else {
+        format!(
+            "; {} errors that make the restore incomplete:",
+            errors.len()
+        )
+    };
     for e in errors.iter().take(SHOWN) {
         out.push_str(&format!("\n  - {e}"));
     }
@@ -269,6 +292,7 @@ pub async fn dump_and_restore(
     // pg_dump's exit is watched too: killed while the relay is blocked on a full pipe, it would
     // otherwise go unnoticed until pg_restore reads again.
     let mut dump_status: Option<ExitStatus> = None;
+    let mut restore_status: Option<ExitStatus> = None;
     let relayed = {
         let relay = relay(dump_out, restore_in, bytes.clone());
         tokio::pin!(relay);
@@ -283,7 +307,14 @@ pub async fn dump_and_restore(
                     // Exited cleanly: the relay still drains what is buffered.
                     dump_status = Some(st);
                 }
-                st = restore.wait() => break Phase1::RestoreExited(st),
+                st = restore.wait(), if restore_status.is_none() => {
+                    match st {
+                        // pg_restore may finish the moment it read the last block, just before
+                        // pg_dump closes its end: let the relay see EOF (or EPIPE if data was left).
+                        Ok(st) if st.success() => restore_status = Some(st),
+                        other => break Phase1::RestoreExited(other),
+                    }
+                }
                 _ = cancelled(&mut cancel) => break Phase1::Cancelled,
             }
         }
@@ -330,9 +361,12 @@ pub async fn dump_and_restore(
     }
 
     // Phase 3: pg_restore finishes the archive.
-    let restore_status = tokio::select! {
-        st = restore.wait() => st.map_err(PipelineError::Relay)?,
-        _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+    let restore_status = match restore_status {
+        Some(status) => status,
+        None => tokio::select! {
+            st = restore.wait() => st.map_err(PipelineError::Relay)?,
+            _ = cancelled(&mut cancel) => return Err(cancel_both(&mut dump, &mut restore).await),
+        },
     };
     let dump_summary = dump_err.await;
     let restore_summary = restore_err.await;
@@ -529,10 +563,16 @@ fn drain_stderr(
             let text = String::from_utf8_lossy(&raw);
             let line = text.trim_end_matches(['\n', '\r']);
             lines += 1;
-            if let Some(p) = parser.as_mut() {
-                p.push_line(line);
-            }
-            if let Some((level, shown)) = filter.relay(line) {
+            let benign = parser.as_mut().and_then(|p| p.push_line(line));
+            if let Some((mut level, mut shown)) = filter.relay(line) {
+                // Expected errors (allow-list) should not read as a problem in the job log.
+                let all_benign_so_far = parser.as_ref().is_some_and(|p| !p.has_fatal());
+                if benign == Some(true) {
+                    level = Level::Info;
+                    shown.push_str(" (expected; ignored)");
+                } else if all_benign_so_far && line.contains("errors ignored on restore") {
+                    level = Level::Info;
+                }
                 match level {
                     Level::Debug => tracing::debug!("{shown}"),
                     Level::Info => tracing::info!("{shown}"),

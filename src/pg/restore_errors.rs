@@ -88,10 +88,11 @@ impl RestoreErrorParser {
         Self::default()
     }
 
-    pub fn push_line(&mut self, line: &str) {
+    /// Feeds one stderr line; for an error line, returns whether it is benign.
+    pub fn push_line(&mut self, line: &str) -> Option<bool> {
         let Some(rest) = line.strip_prefix("pg_restore: ") else {
             // SQL text, LINE/DETAIL continuation of an error: deliberately not kept.
-            return;
+            return None;
         };
         if let Some(object) = rest.strip_prefix("creating ") {
             self.current_object = Some(object.trim().to_string());
@@ -110,12 +111,20 @@ impl RestoreErrorParser {
                 .clone()
                 .or_else(|| self.toc_object.clone());
             let error = RestoreError { message, object };
-            if is_benign(&error) {
+            let benign = is_benign(&error);
+            if benign {
                 self.outcome.benign.push(error);
             } else {
                 self.outcome.fatal.push(error);
             }
+            return Some(benign);
         }
+        None
+    }
+
+    /// Whether any error so far is fatal.
+    pub fn has_fatal(&self) -> bool {
+        !self.outcome.fatal.is_empty()
     }
 
     pub fn finish(mut self) -> RestoreOutcome {
