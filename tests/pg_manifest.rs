@@ -390,6 +390,12 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
                 mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
             assert_eq!(expected.tables, actual.tables, "PG{major}");
             assert_eq!(actual.table("public", "manifest_probe").unwrap().rows, 500);
+            // Ledger data stayed behind; their structure came along.
+            for ledger in LEDGER_TABLES {
+                let count = |c: &Cluster, db: &str| c.psql(db, &format!("SELECT count(*) FROM {ledger}")).trim().to_string();
+                assert_ne!(count(&source, "postgres"), "0", "PG{major}: the fixture has rows in {ledger}");
+                assert_eq!(count(&target, "neondb"), "0", "PG{major}: {ledger} data was restored");
+            }
 
             // The session was pinned for the manifest, and only for it the target's settings differ.
             pin_session(&probe).await.unwrap();

@@ -381,6 +381,10 @@ async fn manifest_in_transaction(
 /// children are fingerprinted on their own). The checksum sums a 64-bit hash of each row's text form;
 /// `sum(int8)` is exact (numeric result), so it cannot overflow. A simple query: one round trip, no
 /// prepared statement.
+///
+/// Measured on 200k rows of mixed types (PG 15, busy 2-core host): `hashtextextended` 0.50 s,
+/// `md5` folded to 64 bits 1.0 s; the row-to-text rendering dominates either way. `r.*::text`, not
+/// `r::text`: a column named `r` would shadow the whole-row reference.
 async fn fingerprint(
     client: &Client,
     schema: &str,
