@@ -413,6 +413,20 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             target.psql("neondb", "UPDATE public.manifest_probe SET span = span + interval '1 microsecond' WHERE id = 3");
             let tampered = take_manifest(&[&a], &selection).await.unwrap();
             assert_eq!(expected.compare(&tampered), vec![Mismatch::Checksum { table: "public.manifest_probe".into() }]);
+
+            // A lost foreign key (the classic failed restore step) shows in the counts.
+            target.psql("neondb", "ALTER TABLE public.todos DROP CONSTRAINT todos_user_id_fkey");
+            let lost = take_manifest(&[&a], &selection).await.unwrap();
+            assert!(
+                lost.objects.constraints == expected.objects.constraints - 1
+                    && expected.compare(&lost).contains(&Mismatch::ObjectCount {
+                        kind: "constraints",
+                        expected: expected.objects.constraints,
+                        actual: expected.objects.constraints - 1,
+                    }),
+                "PG{major}: {:?}",
+                expected.compare(&lost)
+            );
         });
     }
 }

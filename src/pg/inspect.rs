@@ -472,8 +472,9 @@ async fn relations(
     Ok(out)
 }
 
-/// Counts of policies, functions, triggers, views, materialized views, sequences and indexes in
-/// `schemas` that pg_dump would dump: extension members and objects of excluded tables are left out.
+/// Counts of policies, functions, triggers, views, materialized views, sequences, indexes and table
+/// constraints in `schemas` that pg_dump would dump: extension members and objects of excluded
+/// tables are left out.
 async fn object_counts(
     client: &Client,
     schemas: &[String],
@@ -500,7 +501,9 @@ async fn object_counts(
                (SELECT count(*) FROM rels WHERE relkind = 'S'), \
                (SELECT count(*) FROM rels WHERE relkind IN ('i', 'I') \
                  AND EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indexrelid = rels.oid \
-                             AND x.indrelid IN (SELECT oid FROM rels)))",
+                             AND x.indrelid IN (SELECT oid FROM rels))), \
+               (SELECT count(*) FROM pg_catalog.pg_constraint k WHERE k.conrelid IN (SELECT oid FROM rels) \
+                 AND k.contype IN ('c', 'f', 'p', 'u', 'x'))",
             &[&schemas, &exclude],
         )
         .await
@@ -513,6 +516,7 @@ async fn object_counts(
         materialized_views: row.get(4),
         sequences: row.get(5),
         indexes: row.get(6),
+        constraints: row.get(7),
     })
 }
 
