@@ -344,7 +344,8 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
 
             let snapshot = SourceSnapshot::open(as_postgres(&source).await).await.unwrap();
             let selection = select(snapshot.client(), &ContentPolicy::default()).await.unwrap();
-            let expected = snapshot.take_manifest(&selection).await.unwrap();
+            let helper = as_postgres(&source).await;
+            let expected = snapshot.take_manifest_with(&[&helper], &selection).await.unwrap();
 
             // Written after the snapshot: neither the dump nor the manifest may see it.
             source.psql("postgres", "INSERT INTO public.manifest_probe (id, r) VALUES (100000, 'late')");

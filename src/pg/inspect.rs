@@ -166,9 +166,30 @@ impl SourceSnapshot {
         &self.client
     }
 
-    /// The manifest, taken on the snapshot's own connection.
+    /// The manifest, taken on the snapshot's own connection. A failure here aborts the snapshot's
+    /// transaction: start pg_dump (which imports the snapshot) first, or use
+    /// [`take_manifest_in_snapshot`] on other connections.
     pub async fn take_manifest(&self, selection: &Selection) -> Result<Manifest, InspectError> {
-        manifest_in_transaction(&[&self.client], selection).await
+        self.take_manifest_with(&[], selection).await
+    }
+
+    /// The manifest, read by the snapshot's own connection together with `helpers` (other
+    /// connections to the same database), which import the snapshot for the duration.
+    pub async fn take_manifest_with(
+        &self,
+        helpers: &[&Client],
+        selection: &Selection,
+    ) -> Result<Manifest, InspectError> {
+        let import = import_snapshot_sql(&self.snapshot_id)?;
+        let mut opened = Vec::new();
+        let result = async {
+            begin_all(helpers, &import, &mut opened).await?;
+            let mut workers = vec![&self.client];
+            workers.extend_from_slice(helpers);
+            manifest_in_transaction(&workers, selection).await
+        }
+        .await;
+        close_all(&opened, result).await
     }
 
     /// Ends the transaction and hands the connection back.
@@ -203,8 +224,7 @@ pub async fn take_manifest_in_snapshot(
         manifest_in_transaction(clients, selection).await
     }
     .await;
-    close_all(&opened, result.is_ok()).await?;
-    result
+    close_all(&opened, result).await
 }
 
 /// Takes the manifest of a database (the restored backup branch, a restore test) in one read-only
@@ -235,8 +255,7 @@ pub async fn take_manifest(
         manifest_in_transaction(clients, selection).await
     }
     .await;
-    close_all(&opened, result.is_ok()).await?;
-    result
+    close_all(&opened, result).await
 }
 
 async fn export_snapshot(client: &Client) -> Result<String, InspectError> {
@@ -283,15 +302,23 @@ async fn begin_all<'a>(
     Ok(())
 }
 
-async fn close_all(clients: &[&Client], commit: bool) -> Result<(), InspectError> {
-    let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+/// Ends the transactions: COMMIT after success, ROLLBACK after a failure. A failure to close only
+/// matters when everything else worked; otherwise the first error is the one worth reporting.
+async fn close_all<T>(
+    clients: &[&Client],
+    result: Result<T, InspectError>,
+) -> Result<T, InspectError> {
+    let sql = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     for client in clients {
-        client
+        let closed = client
             .batch_execute(sql)
             .await
-            .map_err(InspectError::query("closing the manifest transaction"))?;
+            .map_err(InspectError::query("closing the manifest transaction"));
+        if let (Err(e), Ok(_)) = (closed, &result) {
+            return Err(e);
+        }
     }
-    Ok(())
+    result
 }
 
 /// A relation to fingerprint, as found in the catalog.
