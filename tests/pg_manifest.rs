@@ -259,6 +259,16 @@ fn snapshot_faults_are_errors_and_leave_the_connection_usable() {
             read_manifest(&client).await.unwrap().is_none(),
             "a source has no stored manifest"
         );
+
+        // A connection that dies under the manifest is an error, not a hang or a panic.
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        source.psql("postgres", &format!("SELECT pg_terminate_backend({pid})"));
+        let err = take_manifest(&[&client], &selection).await.unwrap_err();
+        assert!(matches!(err, InspectError::Query { .. }), "{err:?}");
     });
 }
 
@@ -407,6 +417,17 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             store_manifest(&a, &expected).await.unwrap();
             let stored: Manifest = read_manifest(&a).await.unwrap().expect("stored manifest");
             assert_eq!(stored, expected);
+            // The newest stored manifest wins; one of an unknown format is refused, not misread.
+            let mut newer = expected.clone();
+            newer.taken_at += chrono::Duration::seconds(1);
+            store_manifest(&a, &newer).await.unwrap();
+            assert_eq!(read_manifest(&a).await.unwrap(), Some(newer));
+            target.psql(
+                "neondb",
+                "INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES (now(), '{\"format\": 2}')",
+            );
+            let err = read_manifest(&a).await.unwrap_err();
+            assert!(matches!(err, InspectError::ManifestFormat(2)), "{err:?}");
             let after = take_manifest(&[&a], &selection).await.unwrap();
             assert_eq!(expected.compare(&after), vec![], "PG{major}: own schema leaked into the manifest");
 
