@@ -398,6 +398,7 @@ fn supabase_source_and_neon_target_have_their_shape() {
         assert_eq!(stdout(&tls), "neondb_owner|t", "PG {major}: TLS session");
 
         // The owner can do what a restore needs on Neon, but not what only a superuser can.
+        // (It creates `anon`, so the naive restore below misses only the other API roles.)
         let prepare = psql_url(
             &target,
             &target_url,
@@ -421,6 +422,15 @@ fn supabase_source_and_neon_target_have_their_shape() {
             stderr(&event_trigger).contains("permission denied to create event trigger"),
             "PG {major}: a non-superuser owner must not create event triggers: {}",
             stderr(&event_trigger)
+        );
+
+        naive_restore_breaks(
+            major,
+            &source,
+            postgres_password,
+            &target,
+            &neon_url,
+            owner_password,
         );
 
         let plain = psql_url(
@@ -465,4 +475,60 @@ fn failing_sql_panics_with_the_server_error() {
     // The cluster is still usable after a failed statement.
     assert_eq!(cluster.psql("postgres", "SELECT 2;").trim(), "2");
     assert!(cluster.server_log_tail(50).contains("no_such_column"));
+}
+
+/// The fixture is only useful if it breaks a naive `pg_dump | pg_restore --no-owner --no-acl` the
+/// way a real Supabase database does (supabase-notes §6): pg_dump as the non-superuser `postgres`
+/// works, the restore into the Neon-shaped target loses policies and event triggers.
+fn naive_restore_breaks(
+    major: u32,
+    source: &Cluster,
+    postgres_password: &str,
+    target: &Cluster,
+    neon_url: &str,
+    owner_password: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("source.dump");
+    let dump = Command::new(source.bin_dir().join("pg_dump"))
+        .env_clear()
+        .env("PGPASSWORD", postgres_password)
+        .args(["-Fc", "-f"])
+        .arg(&archive)
+        .args([
+            "-d",
+            &without_password(&source.url("postgres", postgres_password, "postgres")),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "PG {major}: pg_dump as postgres: {}",
+        stderr(&dump)
+    );
+
+    target.psql("postgres", "CREATE DATABASE naive OWNER neondb_owner;");
+    let naive_url = without_password(neon_url).replace("/neondb?", "/naive?");
+    let restore = Command::new(target.bin_dir().join("pg_restore"))
+        .env_clear()
+        .env("PGPASSWORD", owner_password)
+        .args(["--no-owner", "--no-acl", "-d", &naive_url])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let errors = stderr(&restore);
+    assert!(
+        !restore.status.success(),
+        "PG {major}: the naive restore succeeded"
+    );
+    for expected in [
+        "role \"authenticated\" does not exist",
+        "role \"service_role\" does not exist",
+        "permission denied to create event trigger",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "PG {major}: naive restore lacks {expected:?}:\n{errors}"
+        );
+    }
 }
