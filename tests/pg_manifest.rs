@@ -259,6 +259,16 @@ fn snapshot_faults_are_errors_and_leave_the_connection_usable() {
             read_manifest(&client).await.unwrap().is_none(),
             "a source has no stored manifest"
         );
+
+        // A connection that dies under the manifest is an error, not a hang or a panic.
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        source.psql("postgres", &format!("SELECT pg_terminate_backend({pid})"));
+        let err = take_manifest(&[&client], &selection).await.unwrap_err();
+        assert!(matches!(err, InspectError::Query { .. }), "{err:?}");
     });
 }
 
@@ -344,7 +354,8 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
 
             let snapshot = SourceSnapshot::open(as_postgres(&source).await).await.unwrap();
             let selection = select(snapshot.client(), &ContentPolicy::default()).await.unwrap();
-            let expected = snapshot.take_manifest(&selection).await.unwrap();
+            let helper = as_postgres(&source).await;
+            let expected = snapshot.take_manifest_with(&[&helper], &selection).await.unwrap();
 
             // Written after the snapshot: neither the dump nor the manifest may see it.
             source.psql("postgres", "INSERT INTO public.manifest_probe (id, r) VALUES (100000, 'late')");
@@ -390,6 +401,12 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
                 mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
             assert_eq!(expected.tables, actual.tables, "PG{major}");
             assert_eq!(actual.table("public", "manifest_probe").unwrap().rows, 500);
+            // Ledger data stayed behind; their structure came along.
+            for ledger in LEDGER_TABLES {
+                let count = |c: &Cluster, db: &str| c.psql(db, &format!("SELECT count(*) FROM {ledger}")).trim().to_string();
+                assert_ne!(count(&source, "postgres"), "0", "PG{major}: the fixture has rows in {ledger}");
+                assert_eq!(count(&target, "neondb"), "0", "PG{major}: {ledger} data was restored");
+            }
 
             // The session was pinned for the manifest, and only for it the target's settings differ.
             pin_session(&probe).await.unwrap();
@@ -400,13 +417,41 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             store_manifest(&a, &expected).await.unwrap();
             let stored: Manifest = read_manifest(&a).await.unwrap().expect("stored manifest");
             assert_eq!(stored, expected);
-            let after = take_manifest(&[&a], &selection).await.unwrap();
+            // The newest stored manifest wins; one of an unknown format is refused, not misread.
+            let mut newer = expected.clone();
+            newer.taken_at += chrono::Duration::seconds(1);
+            store_manifest(&a, &newer).await.unwrap();
+            assert_eq!(read_manifest(&a).await.unwrap(), Some(newer));
+            target.psql(
+                "neondb",
+                "INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES (now(), '{\"format\": 2}')",
+            );
+            let err = read_manifest(&a).await.unwrap_err();
+            assert!(matches!(err, InspectError::ManifestFormat(2)), "{err:?}");
+            // A restore test only has the stored manifest: the selection it implies reads the same.
+            let implied = Selection::of_manifest(&stored);
+            assert_eq!(implied.exclude_table_data, selection.exclude_table_data);
+            let after = take_manifest(&[&a], &implied).await.unwrap();
             assert_eq!(expected.compare(&after), vec![], "PG{major}: own schema leaked into the manifest");
 
             // And a changed row on the restored copy is caught.
             target.psql("neondb", "UPDATE public.manifest_probe SET span = span + interval '1 microsecond' WHERE id = 3");
             let tampered = take_manifest(&[&a], &selection).await.unwrap();
             assert_eq!(expected.compare(&tampered), vec![Mismatch::Checksum { table: "public.manifest_probe".into() }]);
+
+            // A lost foreign key (the classic failed restore step) shows in the counts.
+            target.psql("neondb", "ALTER TABLE public.todos DROP CONSTRAINT todos_user_id_fkey");
+            let lost = take_manifest(&[&a], &selection).await.unwrap();
+            assert!(
+                lost.objects.constraints == expected.objects.constraints - 1
+                    && expected.compare(&lost).contains(&Mismatch::ObjectCount {
+                        kind: "constraints",
+                        expected: expected.objects.constraints,
+                        actual: expected.objects.constraints - 1,
+                    }),
+                "PG{major}: {:?}",
+                expected.compare(&lost)
+            );
         });
     }
 }

@@ -8,6 +8,7 @@
 use tokio_postgres::GenericClient;
 
 use crate::pg::inspect::{InspectError, OWN_SCHEMA};
+use crate::pg::manifest::Manifest;
 
 /// Schemas Supabase's platform owns, never dumped unless the user includes them by name. This is the
 /// Supabase CLI's `InternalSchemas` list without the schemas we keep by default (`auth`, `storage`,
@@ -99,6 +100,23 @@ pub const WHY_AUTH: &str = "auth not kept (keep-auth: false)";
 pub const WHY_STORAGE: &str = "storage not kept (keep-storage: false)";
 
 impl Selection {
+    /// The selection a stored manifest was taken with, as far as a restored copy needs it: for a
+    /// restore test, which has the backup branch's manifest but not the source. (Excluded tables
+    /// are absent from the copy anyway.)
+    pub fn of_manifest(manifest: &Manifest) -> Selection {
+        Selection {
+            schemas: manifest.schemas.clone(),
+            exclude_tables: Vec::new(),
+            exclude_table_data: manifest
+                .tables
+                .iter()
+                .filter(|t| t.data_excluded)
+                .map(|t| t.qualified_name())
+                .collect(),
+            skipped_schemas: Vec::new(),
+        }
+    }
+
     /// The pg_dump options that select exactly this content: `--schema=` per schema, then
     /// `--exclude-table=` and `--exclude-table-data=`. Every name is double-quoted, so pg_dump matches
     /// it literally (no case folding, no `*`/`?`/`.` wildcards), whatever characters it holds.

@@ -166,9 +166,30 @@ impl SourceSnapshot {
         &self.client
     }
 
-    /// The manifest, taken on the snapshot's own connection.
+    /// The manifest, taken on the snapshot's own connection. A failure here aborts the snapshot's
+    /// transaction: start pg_dump (which imports the snapshot) first, or use
+    /// [`take_manifest_in_snapshot`] on other connections.
     pub async fn take_manifest(&self, selection: &Selection) -> Result<Manifest, InspectError> {
-        manifest_in_transaction(&[&self.client], selection).await
+        self.take_manifest_with(&[], selection).await
+    }
+
+    /// The manifest, read by the snapshot's own connection together with `helpers` (other
+    /// connections to the same database), which import the snapshot for the duration.
+    pub async fn take_manifest_with(
+        &self,
+        helpers: &[&Client],
+        selection: &Selection,
+    ) -> Result<Manifest, InspectError> {
+        let import = import_snapshot_sql(&self.snapshot_id)?;
+        let mut opened = Vec::new();
+        let result = async {
+            begin_all(helpers, &import, &mut opened).await?;
+            let mut workers = vec![&self.client];
+            workers.extend_from_slice(helpers);
+            manifest_in_transaction(&workers, selection).await
+        }
+        .await;
+        close_all(&opened, result).await
     }
 
     /// Ends the transaction and hands the connection back.
@@ -203,8 +224,7 @@ pub async fn take_manifest_in_snapshot(
         manifest_in_transaction(clients, selection).await
     }
     .await;
-    close_all(&opened, result.is_ok()).await?;
-    result
+    close_all(&opened, result).await
 }
 
 /// Takes the manifest of a database (the restored backup branch, a restore test) in one read-only
@@ -235,8 +255,7 @@ pub async fn take_manifest(
         manifest_in_transaction(clients, selection).await
     }
     .await;
-    close_all(&opened, result.is_ok()).await?;
-    result
+    close_all(&opened, result).await
 }
 
 async fn export_snapshot(client: &Client) -> Result<String, InspectError> {
@@ -283,15 +302,23 @@ async fn begin_all<'a>(
     Ok(())
 }
 
-async fn close_all(clients: &[&Client], commit: bool) -> Result<(), InspectError> {
-    let sql = if commit { "COMMIT" } else { "ROLLBACK" };
+/// Ends the transactions: COMMIT after success, ROLLBACK after a failure. A failure to close only
+/// matters when everything else worked; otherwise the first error is the one worth reporting.
+async fn close_all<T>(
+    clients: &[&Client],
+    result: Result<T, InspectError>,
+) -> Result<T, InspectError> {
+    let sql = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     for client in clients {
-        client
+        let closed = client
             .batch_execute(sql)
             .await
-            .map_err(InspectError::query("closing the manifest transaction"))?;
+            .map_err(InspectError::query("closing the manifest transaction"));
+        if let (Err(e), Ok(_)) = (closed, &result) {
+            return Err(e);
+        }
     }
-    Ok(())
+    result
 }
 
 /// A relation to fingerprint, as found in the catalog.
@@ -381,6 +408,10 @@ async fn manifest_in_transaction(
 /// children are fingerprinted on their own). The checksum sums a 64-bit hash of each row's text form;
 /// `sum(int8)` is exact (numeric result), so it cannot overflow. A simple query: one round trip, no
 /// prepared statement.
+///
+/// Measured on 200k rows of mixed types (PG 15, busy 2-core host): `hashtextextended` 0.50 s,
+/// `md5` folded to 64 bits 1.0 s; the row-to-text rendering dominates either way. `r.*::text`, not
+/// `r::text`: a column named `r` would shadow the whole-row reference.
 async fn fingerprint(
     client: &Client,
     schema: &str,
@@ -468,8 +499,9 @@ async fn relations(
     Ok(out)
 }
 
-/// Counts of policies, functions, triggers, views, materialized views, sequences and indexes in
-/// `schemas` that pg_dump would dump: extension members and objects of excluded tables are left out.
+/// Counts of policies, functions, triggers, views, materialized views, sequences, indexes and table
+/// constraints in `schemas` that pg_dump would dump: extension members and objects of excluded
+/// tables are left out.
 async fn object_counts(
     client: &Client,
     schemas: &[String],
@@ -496,7 +528,9 @@ async fn object_counts(
                (SELECT count(*) FROM rels WHERE relkind = 'S'), \
                (SELECT count(*) FROM rels WHERE relkind IN ('i', 'I') \
                  AND EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indexrelid = rels.oid \
-                             AND x.indrelid IN (SELECT oid FROM rels)))",
+                             AND x.indrelid IN (SELECT oid FROM rels))), \
+               (SELECT count(*) FROM pg_catalog.pg_constraint k WHERE k.conrelid IN (SELECT oid FROM rels) \
+                 AND k.contype IN ('c', 'f', 'p', 'u', 'x'))",
             &[&schemas, &exclude],
         )
         .await
@@ -509,6 +543,7 @@ async fn object_counts(
         materialized_views: row.get(4),
         sequences: row.get(5),
         indexes: row.get(6),
+        constraints: row.get(7),
     })
 }
 

@@ -69,11 +69,15 @@ pub struct ObjectCounts {
     pub materialized_views: i64,
     pub sequences: i64,
     pub indexes: i64,
+    /// Table constraints (primary, unique, foreign keys, checks, exclusions): a foreign key that
+    /// failed to restore shows here.
+    #[serde(default)]
+    pub constraints: i64,
 }
 
 impl ObjectCounts {
     /// (kind, count) pairs in a fixed order, for comparison and reports.
-    pub fn entries(&self) -> [(&'static str, i64); 7] {
+    pub fn entries(&self) -> [(&'static str, i64); 8] {
         [
             ("policies", self.policies),
             ("functions", self.functions),
@@ -82,6 +86,7 @@ impl ObjectCounts {
             ("materialized views", self.materialized_views),
             ("sequences", self.sequences),
             ("indexes", self.indexes),
+            ("constraints", self.constraints),
         ]
     }
 }
