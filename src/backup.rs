@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio_postgres::Client;
 
+use crate::branches;
 use crate::config::{Config, VerifyLevel};
 use crate::error::{Error, Failure, Result};
 use crate::neon::{CreateBranch, Deleted, NeonClient};
@@ -33,12 +34,6 @@ pub struct BackupOutcome {
     pub pipeline: PipelineReport,
     pub duration: Duration,
     pub notes: Vec<String>,
-}
-
-/// Names of a backup taken at `at`.
-pub fn branch_names(at: DateTime<Utc>) -> (String, String) {
-    let complete = format!("backup-{}", at.format("%Y%m%dT%H%M%SZ"));
-    (format!("{complete}-incomplete"), complete)
 }
 
 /// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
@@ -144,7 +139,10 @@ async fn take_backup(
 
     // 2. The branch, under a name that says it is not a backup yet.
     let now = Utc::now();
-    let (incomplete, complete) = branch_names(now);
+    let (incomplete, complete) = (
+        branches::incomplete_backup_name(now),
+        branches::backup_name(now),
+    );
     let group = actions.group(&format!("create branch {incomplete}"));
     let mut annotations = BTreeMap::new();
     annotations.insert("supaneon-sync".to_string(), "backup".to_string());

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::Problem;
+use crate::pg::conn::ConnSpec;
+pub use crate::pg::conn::SslMode;
 use crate::secret::Secret;
 
 pub const DEFAULT_NEON_API_URL: &str = "https://console.neon.tech/api/v2";
@@ -259,23 +261,6 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl SslMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
 /// The printable facts of the source URI (everything but the password).
 #[derive(Debug, Clone)]
 pub struct SourceFacts {
@@ -396,7 +381,7 @@ pub fn validate(
     let pg_bin_dirs = v.pg_bin_dir();
     let backup_branch = raw.get("backup-branch").map(|b| b.value.clone());
     if let Some(name) = &backup_branch {
-        if !crate::config::is_backup_branch_name(name) {
+        if !is_backup_branch_name(name) {
             v.problem(
                 "backup-branch",
                 format!("\"{name}\" is not a backup branch name; expected backup-YYYYMMDDTHHMMSSZ"),
@@ -471,9 +456,10 @@ pub fn validate(
 
 /// `backup-YYYYMMDDTHHMMSSZ`, exactly.
 pub fn is_backup_branch_name(name: &str) -> bool {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"^backup-\d{8}T\d{6}Z$").expect("static regex"))
-        .is_match(name)
+    matches!(
+        crate::branches::classify(name),
+        crate::branches::BranchKind::Backup { .. }
+    )
 }
 
 struct Validator<'a> {
@@ -640,6 +626,13 @@ impl Validator<'_> {
             && lower_host.ends_with(".supabase.co")
         {
             self.warn(format!("{host} is Supabase's direct host, reachable over IPv6 only unless you bought the IPv4 add-on; GitHub-hosted runners have no IPv6, so use the session pooler (aws-N-<region>.pooler.supabase.com:5432, user postgres.<project-ref>)"));
+        }
+        if ok && sslmode.is_some() {
+            // The parser our connections use has the last word (e.g. on query parameters libpq rejects).
+            if let Err(e) = ConnSpec::from_url(&Secret::new(value)) {
+                self.problem(key, e.to_string());
+                ok = false;
+            }
         }
         match (ok, sslmode) {
             (true, Some(sslmode)) => Some(SourceFacts {
@@ -1131,6 +1124,18 @@ mod tests {
             pairs[0].1 = &url;
             assert!(problems_of(&pairs).is_empty(), "{mode}");
         }
+    }
+
+    #[test]
+    fn query_parameters_libpq_rejects_are_reported() {
+        let mut pairs = valid();
+        let url = format!("{URL}&target_session_attrs=any");
+        pairs[0].1 = &url;
+        let p = problems_of(&pairs);
+        assert!(
+            p.len() == 1 && p[0].message.contains("target_session_attrs"),
+            "{p:?}"
+        );
     }
 
     #[test]

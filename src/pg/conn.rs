@@ -97,6 +97,8 @@ pub struct ConnSpec {
     pub connect_timeout: Option<Duration>,
     /// libpq `options` (e.g. `-c search_path=…`, or Neon's `endpoint=…`), passed through unchanged.
     pub options: Option<String>,
+    /// libpq `channel_binding` (`disable`, `prefer`, `require`); Neon's URIs carry `require`.
+    pub channel_binding: Option<String>,
 }
 
 impl ConnSpec {
@@ -150,6 +152,7 @@ impl ConnSpec {
             sslrootcert: None,
             connect_timeout: None,
             options: None,
+            channel_binding: None,
         };
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
@@ -163,10 +166,20 @@ impl ConnSpec {
                     spec.connect_timeout = (secs > 0).then(|| Duration::from_secs(secs.max(2)));
                 }
                 "options" => spec.options = Some(value.into_owned()),
+                "channel_binding" => match value.as_ref() {
+                    "disable" | "prefer" | "require" => {
+                        spec.channel_binding = Some(value.into_owned())
+                    }
+                    other => {
+                        return Err(invalid(&format!(
+                            "channel_binding={other} is not one of disable, prefer, require"
+                        )))
+                    }
+                },
                 "application_name" => {}
                 other => {
                     return Err(invalid(&format!(
-                        "unsupported query parameter \"{other}\" (supported: sslmode, sslrootcert, connect_timeout, options, application_name)"
+                        "unsupported query parameter \"{other}\" (supported: sslmode, sslrootcert, connect_timeout, options, channel_binding, application_name)"
                     )))
                 }
             }
@@ -207,6 +220,9 @@ impl ConnSpec {
         ));
         if let Some(options) = &self.options {
             env.push(("PGOPTIONS".to_string(), options.clone()));
+        }
+        if let Some(binding) = &self.channel_binding {
+            env.push(("PGCHANNELBINDING".to_string(), binding.clone()));
         }
         env
     }
@@ -322,6 +338,11 @@ pub async fn connect(
     if let Some(options) = &spec.options {
         config.options(options);
     }
+    config.channel_binding(match spec.channel_binding.as_deref() {
+        Some("require") => tokio_postgres::config::ChannelBinding::Require,
+        Some("disable") => tokio_postgres::config::ChannelBinding::Disable,
+        _ => tokio_postgres::config::ChannelBinding::Prefer,
+    });
 
     let (client, connection) = match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(Ok(pair)) => pair,
@@ -637,6 +658,16 @@ mod tests {
         assert_eq!(s.sslmode, SslMode::VerifyFull);
         assert_eq!(s.sslrootcert, Some(PathBuf::from("/ca.crt")));
         assert_eq!(s.connect_timeout, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn accepts_neon_connection_uris_with_channel_binding() {
+        let s = spec("postgresql://neondb_owner:npg-unit-cb@ep-cool-darkness-123456.c-2.us-west-2.aws.neon.tech/neondb?sslmode=require&channel_binding=require").unwrap();
+        assert_eq!(s.channel_binding.as_deref(), Some("require"));
+        assert!(s
+            .child_env("t")
+            .contains(&("PGCHANNELBINDING".to_string(), "require".to_string())));
+        assert!(spec("postgres://u:pw-unit-cb2@h/db?channel_binding=maybe").is_err());
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub async fn prepare_target(
         "listing the target's extensions",
     )
     .await?;
-    let mut schemas: Vec<String> = query_strings(
+    let schemas: Vec<String> = query_strings(
         target,
         "SELECT nspname::text FROM pg_catalog.pg_namespace",
         "listing the target's schemas",
