@@ -264,7 +264,12 @@ async fn take_backup(
 
     // 5. Verify the branch against the manifest, then keep the manifest in the branch.
     let group = actions.group("verify");
-    verify(config.verify, &target, &manifest, &selection).await?;
+    // A second session halves the wall time of reading every table (helper measurement: 5.5 s → 3 s).
+    let second = conn::connect(&target_spec, APP_NAME)
+        .await
+        .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
+    verify(config.verify, &[&target, &second], &manifest, &selection).await?;
+    drop(second);
     inspect::store_manifest(&target, &manifest)
         .await
         .map_err(|e| target_failure("storing the manifest in the branch failed", e))?;
@@ -300,11 +305,11 @@ const INCOMPLETE: &str =
 
 async fn verify(
     level: VerifyLevel,
-    target: &Client,
+    target: &[&Client],
     expected: &Manifest,
     selection: &Selection,
 ) -> Result<()> {
-    let actual = inspect::take_manifest(&[target], selection)
+    let actual = inspect::take_manifest(target, selection)
         .await
         .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
     let mismatches: Vec<Mismatch> = expected
