@@ -53,23 +53,29 @@ work="$(mktemp -d -t supaneon-demo.XXXXXX)"
 mkfifo "$work/world.in" "$work/world.out"
 # Read-write so opening does not wait for the reader; we are the only writer, so closing it is EOF.
 exec {world_in}<>"$work/world.in"
-# local-world must not inherit our write end, or it would never see the end of its stdin.
-"$world_bin" --major "$MAJOR" --env-file "$work/world.env" <"$work/world.in" >"$work/world.out" {world_in}>&- &
+# local-world must not inherit our write end, or it would never see the end of its stdin. Its own
+# session keeps a terminal Ctrl-C away from it and its servers: our trap stops it in order instead.
+setsid "$world_bin" --major "$MAJOR" --env-file "$work/world.env" --print-data-dirs \
+  <"$work/world.in" >"$work/world.out" {world_in}>&- &
 world_pid=$!
 exec {world_out}<"$work/world.out"
 
 deadline=$((SECONDS + READY_TIMEOUT_SECONDS))
 ready=false
+read_status=0
 while ((SECONDS < deadline)); do
-  # EOF here means local-world exited; the deadline bounds a world that hangs.
-  IFS= read -r -t "$((deadline - SECONDS))" line <&"$world_out" || break
+  # Status > 128 is the deadline; other failures are EOF: local-world exited.
+  read_status=0
+  IFS= read -r -t "$((deadline - SECONDS))" line <&"$world_out" || read_status=$?
+  ((read_status == 0)) || break
   if [[ $line == "local-world: ready" ]]; then
     ready=true
     break
   fi
+  printf '%s\n' "$line" # where its clusters live, so a leftover could be found
 done
 if [[ $ready != true ]]; then
-  if kill -0 "$world_pid" 2>/dev/null; then
+  if ((read_status == 0 || read_status > 128)); then
     die "the local world was not ready within ${READY_TIMEOUT_SECONDS}s"
   fi
   world_status=0
