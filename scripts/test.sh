@@ -24,8 +24,8 @@ if [[ -f scripts/fetch-postgres.sh ]]; then
   bash scripts/fetch-postgres.sh
 fi
 
-log "shellcheck"
-shellcheck scripts/*.sh .ci/run
+log "linters: shellcheck, hadolint, yamllint, actionlint (scripts/lint.sh)"
+bash scripts/lint.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
