@@ -8,8 +8,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/setup.sh
 
-log "shellcheck"
-shellcheck scripts/*.sh .ci/run
+log "linters: shellcheck, hadolint, yamllint, actionlint (scripts/lint.sh)"
+bash scripts/lint.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

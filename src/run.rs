@@ -48,7 +48,7 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
     };
     tracing::info!(mode = ctx.config.mode.name(), "starting");
     let result = match ctx.config.mode {
-        Mode::ValidateConfig => validate_config(&ctx).await,
+        Mode::ValidateConfig => validate_config(&ctx).await.map(|()| report_valid(&ctx)),
         Mode::Backup => {
             let neon = neon_client(&ctx.config)?;
             let outcome = backup::run(&ctx, &neon, cancel_on_signal()).await;
@@ -109,6 +109,22 @@ fn not_implemented(mode: Mode) -> Error {
     .impact("nothing was changed: no branch was created or deleted")
     .hint("use validate-config for now; this mode arrives in a later release")
     .into()
+}
+
+/// On Actions, a valid configuration also gets the `result` output and a summary line, as every mode does.
+fn report_valid(ctx: &RunContext) {
+    if !ctx.actions.on_actions() {
+        return;
+    }
+    let result = if ctx.online {
+        "configuration is valid and every online check passed"
+    } else {
+        "configuration is valid"
+    };
+    let _ = report::write_outputs(&ctx.actions, &[("result", result.to_string())]);
+    let _ = ctx
+        .actions
+        .append_summary(&format!("### supaneon-sync validate-config\n\n{result}\n"));
 }
 
 async fn validate_config(ctx: &RunContext) -> Result<()> {

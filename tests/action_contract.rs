@@ -140,3 +140,36 @@ fn the_readme_documents_every_input_and_output() {
         );
     }
 }
+
+#[test]
+fn the_examples_use_only_declared_inputs_and_the_action_at_v1() {
+    let declared: BTreeSet<String> = action_yml_inputs().into_iter().map(|(id, _)| id).collect();
+    for name in ["backup.yml", "restore-test.yml"] {
+        let text = std::fs::read_to_string(repo_root().join("examples").join(name)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let mut uses = 0;
+        for (_, job) in doc["jobs"].as_mapping().unwrap() {
+            for step in job["steps"].as_sequence().unwrap() {
+                if step["uses"].as_str() != Some("org/supaneon-sync@v1") {
+                    continue;
+                }
+                uses += 1;
+                for (key, _) in step["with"].as_mapping().unwrap() {
+                    let key = key.as_str().unwrap();
+                    assert!(declared.contains(key), "{name}: unknown input {key}");
+                }
+            }
+        }
+        assert_eq!(uses, 1, "{name} runs the action once");
+        assert!(
+            doc["permissions"]
+                .as_mapping()
+                .is_some_and(|m| m.is_empty()),
+            "{name}: permissions: {{}}"
+        );
+        assert!(
+            doc["concurrency"]["group"].is_string(),
+            "{name}: concurrency"
+        );
+    }
+}
