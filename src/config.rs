@@ -173,8 +173,13 @@ impl RawSettings {
                 raw.set(def.input, v, Origin::Env);
             }
         }
-        raw.neon_call_deadline = vars.get(NEON_CALL_DEADLINE_ENV).cloned();
+        raw.read_tuning(vars);
         raw
+    }
+
+    /// Advanced settings that are environment variables only, in CLI and Action use alike.
+    pub fn read_tuning(&mut self, vars: &BTreeMap<String, String>) {
+        self.neon_call_deadline = vars.get(NEON_CALL_DEADLINE_ENV).cloned();
     }
 
     /// Sets a value unless it is empty after trimming (the runner's "not set").

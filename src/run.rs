@@ -29,7 +29,9 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
         Command::Action => {
             let inputs =
                 ActionInputs::from_vars(env.clone()).map_err(|p| Error::Config(vec![p]))?;
-            (RawSettings::from_action(&inputs), None)
+            let mut raw = RawSettings::from_action(&inputs);
+            raw.read_tuning(env);
+            (raw, None)
         }
         _ => (cli.raw_settings(env), cli.mode()),
     };

@@ -129,17 +129,27 @@ fn action_inputs_validate_the_same_way() {
 
 #[test]
 fn action_masks_every_secret_before_anything_else() {
-    let url = source_url("?sslmode=require");
+    // Nothing listens on these ports: the Action's validate-config runs its online checks, which fail fast.
+    let url = format!(
+        "postgresql://postgres.abcdefghijklmnop:{PASSWORD}@127.0.0.1:1/postgres?sslmode=require"
+    );
     let run = Cli::new()
+        .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "1")
         .action_inputs(&[
             ("mode", "validate-config"),
             ("supabase-database-url", &url),
             ("neon-api-key", API_KEY),
             ("neon-project-id", "quiet-river-12345678"),
+            ("neon-api-url", "http://127.0.0.1:9/api/v2"),
             ("prune-after-backup", "True"),
         ])
         .run(&["action"]);
-    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stdout.contains("FAIL source") && run.stdout.contains("FAIL neon project"),
+        "{}",
+        run.describe()
+    );
     let lines: Vec<&str> = run.stdout.lines().collect();
     let first_other = lines
         .iter()
@@ -177,8 +187,7 @@ fn a_typo_in_a_with_key_is_an_error_not_a_warning() {
 #[test]
 fn modes_not_built_yet_say_so_and_exit_1_without_leaking() {
     for args in [
-        &["backup-run"][..],
-        &["restore-test"],
+        &["restore-test"][..],
         &["prune", "--dry-run"],
         &["list", "--json"],
     ] {
