@@ -178,7 +178,6 @@ fn a_typo_in_a_with_key_is_an_error_not_a_warning() {
 fn modes_not_built_yet_say_so_and_exit_1_without_leaking() {
     for args in [
         &["backup-run"][..],
-        &["restore-test"],
         &["prune", "--dry-run"],
         &["list", "--json"],
     ] {
