@@ -11,7 +11,8 @@ use neon_emulator::{FaultAction, FaultRule};
 use supaneon_sync::branches;
 use support::cli::{wait_until, Run};
 use support::restore::{
-    create_plain_branch, failed_checks, next_second, restore_test_branches, with_health_checks,
+    branch_password, create_plain_branch, failed_checks, next_second, restore_test_branches,
+    with_health_checks,
 };
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
@@ -200,6 +201,9 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
     assert_eq!(run.output("checks-failed").as_deref(), Some("2"));
     let kept_now = run.output("test-branch").expect("test-branch output");
     assert_ne!(kept_now, kept);
+    // The role's password on the branch the run connected to shows nowhere.
+    let password = branch_password(&world, &kept_now).await;
+    run.assert_never_shows(&password);
     let branch = world
         .branch(&kept_now)
         .expect("the failed test branch is kept");

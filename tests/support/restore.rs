@@ -31,6 +31,19 @@ pub async fn create_plain_branch(world: &World, name: &str) {
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
 }
 
+/// The password of the Neon role on a branch, from the connection URI the API hands out.
+pub async fn branch_password(world: &World, branch_name: &str) -> String {
+    let branch = world.branch(branch_name).expect("branch");
+    let uri = neon_client(world)
+        .connection_uri(branch["id"].as_str().unwrap(), "neondb", "neondb_owner")
+        .await
+        .expect("connection uri");
+    let url = url::Url::parse(uri.expose()).expect("uri");
+    let password = url.password().expect("a password").to_string();
+    assert!(password.len() >= 8, "{password:?}");
+    password
+}
+
 /// The restore-test branches that exist now.
 pub fn restore_test_branches(world: &World) -> Vec<String> {
     world
