@@ -65,6 +65,8 @@ pub struct RestoreOutcome {
     pub expires_at: DateTime<Utc>,
     pub checks: Vec<Check>,
     pub duration: Duration,
+    /// True once the test branch is gone (after a pass); false while it exists.
+    pub test_branch_deleted: bool,
 }
 
 impl RestoreOutcome {
@@ -96,7 +98,7 @@ pub async fn run(
             .into()),
     };
     let pending = created.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let outcome = match result {
+    let mut outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(pending) = pending {
@@ -107,7 +109,8 @@ pub async fn run(
     };
     if outcome.passed() {
         if let Some(pending) = &pending {
-            if !delete_test_branch(neon, pending).await {
+            outcome.test_branch_deleted = delete_test_branch(neon, pending).await;
+            if !outcome.test_branch_deleted {
                 ctx.actions.warning(&format!(
                     "the test branch {} could not be deleted; Neon deletes it at {}",
                     outcome.test_branch,
@@ -313,6 +316,7 @@ async fn test_backup(
         expires_at,
         checks,
         duration: started.elapsed(),
+        test_branch_deleted: false,
     })
 }
 
@@ -577,7 +581,7 @@ pub fn report(ctx: &RunContext, outcome: &RestoreOutcome) -> Result<()> {
         ("checks-failed", failed.len().to_string()),
         (
             "test-branch",
-            if outcome.passed() {
+            if outcome.test_branch_deleted {
                 String::new()
             } else {
                 outcome.test_branch.clone()
@@ -590,9 +594,18 @@ pub fn report(ctx: &RunContext, outcome: &RestoreOutcome) -> Result<()> {
     ];
     let verdict = if outcome.passed() {
         format!(
-            "restore test of {} passed: {passed} checks in {:.1} s; the test branch was deleted",
+            "restore test of {} passed: {passed} checks in {:.1} s; {}",
             outcome.tested_backup,
-            outcome.duration.as_secs_f64()
+            outcome.duration.as_secs_f64(),
+            if outcome.test_branch_deleted {
+                "the test branch was deleted".to_string()
+            } else {
+                format!(
+                    "the test branch {} is left until {}",
+                    outcome.test_branch,
+                    stamp(outcome.expires_at)
+                )
+            }
         )
     } else {
         format!(

@@ -246,6 +246,15 @@ async fn api_errors_and_cancellation_leave_no_test_branch() {
     let world = World::start(15).await;
     let good = backup(&world);
 
+    // A chosen backup that does not exist: exit 1, nothing created.
+    let before = world.branch_names();
+    let run = world
+        .cli()
+        .run(&["restore-test", "--backup", "backup-20200101T000000Z"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains("does not exist"), "{}", run.describe());
+    assert_eq!(world.branch_names(), before);
+
     world.emu.faults().push(
         FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
             .method("POST")
