@@ -240,9 +240,10 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
     assert_no_secret(&run);
 }
 
-/// An API failure creating the test branch leaves nothing; SIGTERM during the checks deletes the test branch.
+/// An API failure creating the test branch leaves nothing; SIGTERM during the checks deletes the test branch; a
+/// branch nobody can connect to fails "connectivity" and is kept.
 #[tokio::test(flavor = "multi_thread")]
-async fn api_errors_and_cancellation_leave_no_test_branch() {
+async fn api_errors_and_cancellation_leave_no_test_branch_and_a_dead_branch_is_kept() {
     let world = World::start(15).await;
     let good = backup(&world);
 
@@ -310,5 +311,23 @@ async fn api_errors_and_cancellation_leave_no_test_branch() {
         "{:?}",
         world.branch_names()
     );
+    assert_no_secret(&run);
+
+    // The branch exists but nobody can log in to it: a failed connectivity check keeps it for inspection.
+    world
+        .neon_pg
+        .psql("postgres", "ALTER ROLE neondb_owner NOLOGIN");
+    let run = world.cli().run(&["restore-test"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_eq!(
+        failed_checks(&run),
+        BTreeSet::from(["connectivity".to_string()]),
+        "{}",
+        run.describe()
+    );
+    let kept = run.output("test-branch").expect("test-branch output");
+    assert_eq!(restore_test_branches(&world), vec![kept.clone()]);
+    let password = branch_password(&world, &kept).await;
+    run.assert_never_shows(&password);
     assert_no_secret(&run);
 }
