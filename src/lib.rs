@@ -14,5 +14,6 @@ pub mod neon;
 pub mod pg;
 pub mod preflight;
 pub mod report;
+pub mod restore_test;
 pub mod run;
 pub mod secret;

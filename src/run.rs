@@ -11,6 +11,7 @@ use crate::neon::{NeonClient, NeonSettings};
 use crate::pg::pipeline::CancelSignal;
 use crate::preflight;
 use crate::report;
+use crate::restore_test;
 
 /// Everything a mode needs from the outside world.
 pub struct RunContext {
@@ -58,6 +59,12 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
                 Ok(outcome) => backup::report(&ctx, &outcome),
                 Err(e) => Err(e),
             }
+        }
+        Mode::RestoreTest => {
+            let neon = neon_client(&ctx.config)?;
+            restore_test::run(&ctx, &neon, cancel_on_signal())
+                .await
+                .map(|_| ())
         }
         mode => Err(not_implemented(mode)),
     };

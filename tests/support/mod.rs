@@ -1,3 +1,4 @@
 pub mod action;
 pub mod cli;
+pub mod restore;
 pub mod world;

@@ -1,0 +1,333 @@
+//! restore-test end to end: the real binary, a Supabase-shaped source, the emulator on a Neon-shaped cluster.
+//! Every run is scanned for the source password and the API key.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use neon_emulator::{FaultAction, FaultRule};
+use supaneon_sync::branches;
+use support::cli::{wait_until, Run};
+use support::restore::{
+    branch_password, create_plain_branch, failed_checks, next_second, restore_test_branches,
+    with_health_checks,
+};
+use support::world::{World, API_KEY, SOURCE_PASSWORD};
+
+fn assert_no_secret(run: &Run) {
+    run.assert_never_shows(SOURCE_PASSWORD);
+    run.assert_never_shows(API_KEY);
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn backup(world: &World) -> String {
+    let run = world
+        .cli()
+        .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+        .run(&["backup-run"]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    run.output("backup-branch").expect("backup-branch output")
+}
+
+/// The whole life of restore tests on one world: no backup yet, a fresh backup passing (with an incomplete
+/// newer one passed over), user checks that must return exactly one true, a tampered backup failing exactly
+/// the matching checks, and a foreign backup without a manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered_with() {
+    let world = World::start(15).await;
+
+    // No backup yet: exit 1 with that message, nothing created.
+    let before = world.branch_names();
+    let run = world.cli().run(&["restore-test"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr.contains("no backup exists yet"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(world.branch_names(), before);
+    assert_no_secret(&run);
+
+    // A fresh backup, and a newer incomplete one that must be passed over.
+    let good = backup(&world);
+    let newer = branches::incomplete_backup_name(Utc::now() + chrono::Duration::hours(1));
+    create_plain_branch(&world, &newer).await;
+
+    let started = Instant::now();
+    let cli = with_health_checks(
+        world.cli(),
+        &[
+            ("profiles exist", "select count(*) > 0 from public.profiles"),
+            // Unqualified: user checks run with the database's own search_path.
+            ("todos exist", "select exists (select 1 from todos)"),
+        ],
+    );
+    let run = cli.run(&["restore-test"]);
+    let elapsed = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_no_secret(&run);
+    assert_eq!(run.output("tested-backup").as_deref(), Some(good.as_str()));
+    assert_eq!(run.output("checks-failed").as_deref(), Some("0"));
+    assert_eq!(run.output("test-branch").as_deref(), Some(""));
+    let passed: usize = run.output("checks-passed").unwrap().parse().unwrap();
+    // connectivity, manifest, schemas, every table, 8 object kinds, 2 user checks.
+    assert!(passed > 20, "{passed} checks\n{}", run.describe());
+    let age: u64 = run.output("backup-age-seconds").unwrap().parse().unwrap();
+    assert!(age < 3600, "age {age}");
+    assert!(run.output("duration-seconds").is_some());
+    assert!(
+        run.summary
+            .contains("| public.orders: rows and checksum | ✅ pass |"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.summary.contains("| profiles exist | ✅ pass |"),
+        "{}",
+        run.describe()
+    );
+    assert!(failed_checks(&run).is_empty(), "{}", run.describe());
+    assert!(
+        restore_test_branches(&world).is_empty(),
+        "{:?}",
+        world.branch_names()
+    );
+    assert!(world.branch_names().contains(&newer));
+    // The checks on the fixture take seconds, not minutes (the whole run here, branch copy included).
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "took {elapsed:?}\n{}",
+        run.describe()
+    );
+
+    // User checks: exactly one row holding true, nothing else; failures never show row data.
+    let secret_name = world
+        .source
+        .psql(
+            "postgres",
+            "SELECT full_name FROM public.profiles WHERE full_name IS NOT NULL ORDER BY id LIMIT 1",
+        )
+        .trim()
+        .to_string();
+    assert!(secret_name.len() > 3, "fixture full_name: {secret_name:?}");
+    next_second();
+    let cli = with_health_checks(
+        world.cli(),
+        &[
+            ("still true", "select true"),
+            ("is false", "select 1 = 2"),
+            ("is null", "select null::boolean"),
+            ("two rows", "select true from generate_series(1, 2)"),
+            ("no rows", "select true where false"),
+            ("an integer", "select 1"),
+            ("two columns", "select true, true"),
+            ("bad sql", "selec true"),
+            ("escapes", "select true; delete from public.orders"),
+            (
+                "writes",
+                "with d as (delete from public.orders returning 1) select count(*) = 0 from d",
+            ),
+            (
+                "quotes data",
+                "select (select full_name from public.profiles where full_name is not null order by id limit 1)::int = 1",
+            ),
+        ],
+    );
+    let run = cli.run(&["restore-test"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_no_secret(&run);
+    run.assert_never_shows(&secret_name);
+    assert_eq!(
+        failed_checks(&run),
+        set(&[
+            "is false",
+            "is null",
+            "two rows",
+            "no rows",
+            "an integer",
+            "two columns",
+            "bad sql",
+            "escapes",
+            "writes",
+            "quotes data"
+        ]),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.summary.contains("| still true | ✅ pass |"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.everything().contains("read-only"), "{}", run.describe());
+    let kept = run.output("test-branch").expect("test-branch output");
+    assert_eq!(restore_test_branches(&world), vec![kept.clone()]);
+    // The write was refused: the test branch still holds every order of the backup.
+    assert_eq!(
+        world.psql_branch(&kept, "SELECT count(*) FROM public.orders"),
+        world.psql_branch(&good, "SELECT count(*) FROM public.orders")
+    );
+
+    // Tamper with the backup after the fact: one row and one policy.
+    world.psql_branch(
+        &good,
+        "SET session_replication_role = replica; \
+         DELETE FROM public.orders WHERE id = (SELECT id FROM public.orders ORDER BY id LIMIT 1); \
+         DROP POLICY \"Users can update own profile\" ON public.profiles;",
+    );
+    next_second();
+    let run = world.cli().run(&["restore-test", "--backup", &good]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_no_secret(&run);
+    assert_eq!(
+        failed_checks(&run),
+        set(&["public.orders: rows and checksum", "policies"]),
+        "{}",
+        run.describe()
+    );
+    for other in ["public.todos", "public.profiles", "public.messages"] {
+        assert!(
+            run.summary
+                .contains(&format!("| {other}: rows and checksum | ✅ pass |")),
+            "{other}\n{}",
+            run.describe()
+        );
+    }
+    assert_eq!(run.output("checks-failed").as_deref(), Some("2"));
+    let kept_now = run.output("test-branch").expect("test-branch output");
+    assert_ne!(kept_now, kept);
+    // The role's password on the branch the run connected to shows nowhere.
+    let password = branch_password(&world, &kept_now).await;
+    run.assert_never_shows(&password);
+    let branch = world
+        .branch(&kept_now)
+        .expect("the failed test branch is kept");
+    let expires = branch["expires_at"].as_str().expect("an expiry");
+    let expires: chrono::DateTime<Utc> = expires.parse().unwrap();
+    let hours = (expires - Utc::now()).num_hours();
+    assert!((70..=72).contains(&hours), "expires in {hours} h");
+    let log = format!("{}\n{}", run.stdout, run.stderr);
+    for needle in [
+        kept_now.as_str(),
+        "public.orders: rows and checksum",
+        "policies",
+        "kept",
+    ] {
+        assert!(log.contains(needle), "{needle}\n{}", run.describe());
+    }
+
+    // A branch with a backup's name but no manifest (another tool's): a failed "manifest present".
+    let foreign = branches::backup_name(Utc::now() + chrono::Duration::hours(2));
+    create_plain_branch(&world, &foreign).await;
+    next_second();
+    let run = world.cli().run(&["restore-test"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_eq!(
+        run.output("tested-backup").as_deref(),
+        Some(foreign.as_str())
+    );
+    assert_eq!(
+        failed_checks(&run),
+        set(&["manifest present"]),
+        "{}",
+        run.describe()
+    );
+    assert_no_secret(&run);
+}
+
+/// An API failure creating the test branch leaves nothing; SIGTERM during the checks deletes the test branch; a
+/// branch nobody can connect to fails "connectivity" and is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_errors_and_cancellation_leave_no_test_branch_and_a_dead_branch_is_kept() {
+    let world = World::start(15).await;
+    let good = backup(&world);
+
+    // A chosen backup that does not exist: exit 1, nothing created.
+    let before = world.branch_names();
+    let run = world
+        .cli()
+        .run(&["restore-test", "--backup", "backup-20200101T000000Z"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains("does not exist"), "{}", run.describe());
+    assert_eq!(world.branch_names(), before);
+
+    world.emu.faults().push(
+        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
+            .method("POST")
+            .times(1000),
+    );
+    let run = world
+        .cli()
+        .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "3")
+        .run(&["restore-test"]);
+    world.emu.faults().clear();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stderr.contains("503"), "{}", run.describe());
+    assert!(
+        restore_test_branches(&world).is_empty(),
+        "{:?}",
+        world.branch_names()
+    );
+    assert_no_secret(&run);
+
+    // A user check that sleeps holds the run inside the health checks while the signal arrives.
+    let cli = with_health_checks(world.cli(), &[("slow", "select pg_sleep(25) is not null")]);
+    let child = cli.spawn(&["restore-test", "--backup", &good]);
+    let pid = child.pid();
+    wait_until(
+        "the slow health check to run",
+        Duration::from_secs(60),
+        || {
+            world
+            .neon_pg
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(25)%' AND pid <> pg_backend_pid()",
+            )
+            .trim()
+            == "1"
+        },
+    );
+    assert_eq!(restore_test_branches(&world).len(), 1);
+    let signalled = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let run = child.wait();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "the run waited for the check instead of stopping"
+    );
+    assert!(run.stderr.contains("cancelled"), "{}", run.describe());
+    assert!(
+        restore_test_branches(&world).is_empty(),
+        "{:?}",
+        world.branch_names()
+    );
+    assert_no_secret(&run);
+
+    // The branch exists but nobody can log in to it: a failed connectivity check keeps it for inspection.
+    world
+        .neon_pg
+        .psql("postgres", "ALTER ROLE neondb_owner NOLOGIN");
+    let run = world.cli().run(&["restore-test"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert_eq!(
+        failed_checks(&run),
+        BTreeSet::from(["connectivity".to_string()]),
+        "{}",
+        run.describe()
+    );
+    let kept = run.output("test-branch").expect("test-branch output");
+    assert_eq!(restore_test_branches(&world), vec![kept.clone()]);
+    let password = branch_password(&world, &kept).await;
+    run.assert_never_shows(&password);
+    assert_no_secret(&run);
+}
