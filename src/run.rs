@@ -11,6 +11,7 @@ use crate::neon::{NeonClient, NeonSettings};
 use crate::pg::pipeline::CancelSignal;
 use crate::preflight;
 use crate::report;
+use crate::{list, prune};
 
 /// Everything a mode needs from the outside world.
 pub struct RunContext {
@@ -53,7 +54,27 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
             let neon = neon_client(&ctx.config)?;
             let outcome = backup::run(&ctx, &neon, cancel_on_signal()).await;
             match outcome {
-                Ok(outcome) => backup::report(&ctx, &outcome),
+                Ok(outcome) => match backup::report(&ctx, &outcome) {
+                    // Never after a failed backup: old backups are all that is left then.
+                    Ok(()) if ctx.config.retention.prune_after_backup => {
+                        prune::after_backup(&ctx, &neon, &outcome.branch_name).await
+                    }
+                    other => other,
+                },
+                Err(e) => Err(e),
+            }
+        }
+        Mode::Prune => {
+            let neon = neon_client(&ctx.config)?;
+            match prune::run(&ctx, &neon, ctx.config.dry_run).await {
+                Ok(outcome) => prune::report(&ctx, &outcome),
+                Err(e) => Err(e),
+            }
+        }
+        Mode::List => {
+            let neon = neon_client(&ctx.config)?;
+            match list::collect(&ctx, &neon).await {
+                Ok(listing) => list::report(&ctx, &listing),
                 Err(e) => Err(e),
             }
         }

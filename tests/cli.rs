@@ -179,8 +179,6 @@ fn modes_not_built_yet_say_so_and_exit_1_without_leaking() {
     for args in [
         &["backup-run"][..],
         &["restore-test"],
-        &["prune", "--dry-run"],
-        &["list", "--json"],
     ] {
         let run = valid_env().run(args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.describe());
