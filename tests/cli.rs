@@ -176,10 +176,7 @@ fn a_typo_in_a_with_key_is_an_error_not_a_warning() {
 
 #[test]
 fn modes_not_built_yet_say_so_and_exit_1_without_leaking() {
-    for args in [
-        &["backup-run"][..],
-        &["restore-test"],
-    ] {
+    for args in [&["backup-run"][..], &["restore-test"]] {
         let run = valid_env().run(args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.describe());
         assert!(
