@@ -416,14 +416,18 @@ pub async fn run(ctx: &RunContext, neon: &NeonClient, dry_run: bool) -> Result<P
                     format!("deleted {}", deleted.join(", "))
                 };
                 let hint = format!("{}; then run prune again: it finishes the job", e.hint());
-                return Err(e
-                    .into_failure(&format!(
-                        "prune stopped: {done}; not deleted: {}. Children go before their parents, so every \
-                         branch left is whole and keeps its name",
-                        left.join(", ")
-                    ))
-                    .hint(hint)
-                    .into());
+                return Err(Failure::new(format!(
+                    "Neon API: could not delete branch {} ({})",
+                    b.branch.name, b.branch.id
+                ))
+                .impact(format!(
+                    "prune stopped: {done}; not deleted: {}. Children go before their parents, so every \
+                     branch left is whole and keeps its name",
+                    left.join(", ")
+                ))
+                .hint(hint)
+                .cause(e)
+                .into());
             }
         }
         deleted.push(b.branch.name.clone());
