@@ -151,7 +151,28 @@ async fn prune_and_list_against_the_emulator() {
     assert_eq!(again.output("deleted").unwrap(), "");
     assert_eq!(names(&world), survivors);
 
-    // 5. A backup whose prune fails: exit 1, but the backup is complete and says so.
+    // 5a. Never after a failed backup: with keep-last 1 a prune would delete six backups here.
+    world.emu.faults().push(
+        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
+            .method("POST")
+            .times(1000),
+    );
+    let failed = world
+        .cli()
+        .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")
+        .env("SUPANEON_KEEP_LAST", "1")
+        .run(&["backup-run"]);
+    world.emu.faults().clear();
+    assert_eq!(failed.code, 1, "{}", failed.describe());
+    no_secrets(&failed);
+    assert!(
+        !failed.stdout.contains("prune plan"),
+        "{}",
+        failed.describe()
+    );
+    assert_eq!(names(&world), survivors);
+
+    // 5b. A backup whose prune fails: exit 1, but the backup is complete and says so.
     let oldest_kept = complete[6].clone();
     world.emu.faults().push(
         FaultRule::new(
