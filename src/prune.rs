@@ -162,8 +162,8 @@ pub fn plan(branches: &[BranchInfo], now: DateTime<Utc>, policy: &Policy) -> Pla
     // Complete backups, newest first, for the tiers.
     let mut backups: Vec<(DateTime<Utc>, &BranchInfo)> = branches
         .iter()
-        .filter_map(|b| match classify_ours(b) {
-            Some(BranchKind::Backup { at }) => Some((at, b)),
+        .filter_map(|b| match branches::classify(&b.branch.name) {
+            BranchKind::Backup { at } => Some((at, b)),
             _ => None,
         })
         .collect();
@@ -246,14 +246,6 @@ pub fn plan(branches: &[BranchInfo], now: DateTime<Utc>, policy: &Policy) -> Pla
         .map(|b| (b.clone(), verdicts[&b.branch.id].clone()))
         .collect();
     plan
-}
-
-/// Our kind of branch, or `None` for foreign names.
-fn classify_ours(b: &BranchInfo) -> Option<BranchKind> {
-    match branches::classify(&b.branch.name) {
-        BranchKind::Foreign => None,
-        kind => Some(kind),
-    }
 }
 
 /// Oldest first: the timestamp in our names, else the creation time; the name breaks ties.
