@@ -41,14 +41,14 @@ pub struct BackupOutcome {
 pub async fn run(
     ctx: &RunContext,
     neon: &NeonClient,
-    cancel: CancelSignal,
+    mut cancel: CancelSignal,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let created: Arc<Mutex<Option<Pending>>> = Arc::default();
     let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
     let result = tokio::select! {
         result = attempt => result,
-        _ = cancelled(cancel) => Err(Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
+        _ = pipeline::cancelled(&mut cancel) => Err(Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
             .impact("no complete backup was made by this run; earlier backups are untouched")
             .hint("run it again; nothing needs cleaning up by hand")
             .into()),
@@ -70,17 +70,6 @@ struct Pending {
     id: Option<String>,
 }
 
-async fn cancelled(mut cancel: CancelSignal) {
-    loop {
-        if *cancel.borrow_and_update() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            // The sender is gone: nobody can cancel any more.
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 async fn clean_up(neon: &NeonClient, pending: Pending) {
     let name = pending.name.as_str();

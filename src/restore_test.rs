@@ -19,7 +19,7 @@ use crate::pg::conn::{self, ConnSpec};
 use crate::pg::content::Selection;
 use crate::pg::inspect::{self, InspectError};
 use crate::pg::manifest::{Manifest, Mismatch};
-use crate::pg::pipeline::CancelSignal;
+use crate::pg::pipeline::{self, CancelSignal};
 use crate::preflight::APP_NAME;
 use crate::report;
 use crate::run::RunContext;
@@ -85,14 +85,14 @@ impl RestoreOutcome {
 pub async fn run(
     ctx: &RunContext,
     neon: &NeonClient,
-    cancel: CancelSignal,
+    mut cancel: CancelSignal,
 ) -> Result<RestoreOutcome> {
     let started = Instant::now();
     let created: Arc<Mutex<Option<Pending>>> = Arc::default();
     let attempt = test_backup(ctx, neon, created.clone(), started);
     let result = tokio::select! {
         result = attempt => result,
-        _ = cancelled(cancel) => Err(Failure::new("the restore test was cancelled (SIGTERM or SIGINT)")
+        _ = pipeline::cancelled(&mut cancel) => Err(Failure::new("the restore test was cancelled (SIGTERM or SIGINT)")
             .impact("the backup was not tested by this run; it is untouched")
             .hint("run the restore test again; its test branch was deleted")
             .into()),
@@ -158,17 +158,6 @@ struct Pending {
     id: Option<String>,
 }
 
-async fn cancelled(mut cancel: CancelSignal) {
-    loop {
-        if *cancel.borrow_and_update() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            // The sender is gone: nobody can cancel any more.
-            std::future::pending::<()>().await;
-        }
-    }
-}
 
 /// Deletes the test branch; true when it is gone.
 async fn delete_test_branch(neon: &NeonClient, pending: &Pending) -> bool {

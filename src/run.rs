@@ -12,6 +12,8 @@ use crate::pg::pipeline::CancelSignal;
 use crate::preflight;
 use crate::report;
 use crate::restore_test;
+use crate::{list, prune};
+use tracing::Instrument;
 
 /// Everything a mode needs from the outside world.
 pub struct RunContext {
@@ -49,29 +51,45 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
         config,
         actions,
     };
-    tracing::info!(mode = ctx.config.mode.name(), "starting");
-    let result = match ctx.config.mode {
-        Mode::ValidateConfig => validate_config(&ctx).await.map(|()| report_valid(&ctx)),
-        Mode::Backup => {
-            let neon = neon_client(&ctx.config)?;
-            let outcome = backup::run(&ctx, &neon, cancel_on_signal()).await;
-            match outcome {
-                Ok(outcome) => backup::report(&ctx, &outcome),
-                Err(e) => Err(e),
-            }
-        }
-        Mode::RestoreTest => {
-            let neon = neon_client(&ctx.config)?;
-            restore_test::run(&ctx, &neon, cancel_on_signal())
-                .await
-                .map(|_| ())
-        }
-        mode => Err(not_implemented(mode)),
-    };
+    let span = tracing::info_span!("run", mode = ctx.config.mode.name());
+    let result = run_mode(&ctx).instrument(span).await;
     if let Err(e) = &result {
         let _ = report::write_outputs(&ctx.actions, &[("result", e.headline())]);
     }
     result
+}
+
+async fn run_mode(ctx: &RunContext) -> Result<()> {
+    tracing::info!("starting");
+    if ctx.config.mode == Mode::ValidateConfig {
+        validate_config(ctx).await?;
+        report_valid(ctx);
+        return Ok(());
+    }
+    let neon = neon_client(&ctx.config)?;
+    match ctx.config.mode {
+        Mode::ValidateConfig => unreachable!("handled above"),
+        Mode::Backup => {
+            let outcome = backup::run(ctx, &neon, cancel_on_signal()).await?;
+            backup::report(ctx, &outcome)?;
+            // Never after a failed backup (the `?` above): old backups are all that is left then.
+            if ctx.config.retention.prune_after_backup {
+                prune::after_backup(ctx, &neon, &outcome.branch_name).await?;
+            }
+            Ok(())
+        }
+        Mode::RestoreTest => restore_test::run(ctx, &neon, cancel_on_signal())
+            .await
+            .map(|_| ()),
+        Mode::Prune => {
+            let outcome = prune::run(ctx, &neon, ctx.config.dry_run).await?;
+            prune::report(ctx, &outcome)
+        }
+        Mode::List => {
+            let listing = list::collect(ctx, &neon).await?;
+            list::report(ctx, &listing)
+        }
+    }
 }
 
 /// The Neon client for the configured project.
@@ -108,16 +126,6 @@ pub fn cancel_on_signal() -> CancelSignal {
         std::future::pending::<()>().await;
     });
     rx
-}
-
-fn not_implemented(mode: Mode) -> Error {
-    Failure::new(format!(
-        "mode {} is not implemented yet in this version",
-        mode.name()
-    ))
-    .impact("nothing was changed: no branch was created or deleted")
-    .hint("use validate-config for now; this mode arrives in a later release")
-    .into()
 }
 
 /// On Actions, a valid configuration also gets the `result` output and a summary line, as every mode does.

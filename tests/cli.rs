@@ -185,12 +185,30 @@ fn a_typo_in_a_with_key_is_an_error_not_a_warning() {
 }
 
 #[test]
-fn modes_not_built_yet_say_so_and_exit_1_without_leaking() {
-    for args in [&["prune", "--dry-run"][..], &["list", "--json"]] {
-        let run = valid_env().run(args);
+fn every_mode_fails_with_exit_1_and_no_leak_when_nothing_answers() {
+    // Nothing listens on these ports; each mode must fail cleanly, naming what it could not reach.
+    let url = format!(
+        "postgresql://postgres.abcdefghijklmnop:{PASSWORD}@127.0.0.1:1/postgres?sslmode=require"
+    );
+    for args in [
+        &["backup-run"][..],
+        &["restore-test"],
+        &["prune", "--dry-run"],
+        &["list", "--json"],
+    ] {
+        let run = valid_env()
+            .env("SUPABASE_DATABASE_URL", &url)
+            .env("NEON_API_URL", "http://127.0.0.1:9/api/v2")
+            .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "1")
+            .run(args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.describe());
         assert!(
-            run.stderr.contains("not implemented yet"),
+            run.stderr.contains("error: "),
+            "{args:?}: {}",
+            run.describe()
+        );
+        assert!(
+            !run.stderr.contains("not implemented"),
             "{args:?}: {}",
             run.describe()
         );

@@ -465,7 +465,8 @@ fn restore_failure(
 }
 
 /// Resolves when the signal says "cancel"; never, if the sender is gone.
-async fn cancelled(cancel: &mut CancelSignal) {
+/// Resolves once `cancel` turns true; never, if its sender is gone (nobody can cancel any more).
+pub async fn cancelled(cancel: &mut CancelSignal) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }

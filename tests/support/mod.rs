@@ -1,4 +1,5 @@
 pub mod action;
 pub mod cli;
+pub mod prune;
 pub mod restore;
 pub mod world;
