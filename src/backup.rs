@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_postgres::Client;
 
-use crate::branches;
-use crate::config::{Config, VerifyLevel};
+use crate::branches::{self, PendingBranch};
+use crate::config::VerifyLevel;
 use crate::error::{Error, Failure, Result};
-use crate::neon::{CreateBranch, Deleted, NeonClient};
+use crate::neon::{CreateBranch, NeonClient};
 use crate::pg::conn::{self, ConnSpec};
-use crate::pg::content::{self, ContentPolicy, Selection};
+use crate::pg::content::{self, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
 use crate::pg::{inspect, prepare};
@@ -44,7 +44,7 @@ pub async fn run(
     mut cancel: CancelSignal,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let created: Arc<Mutex<Option<Pending>>> = Arc::default();
+    let created: Arc<Mutex<Option<PendingBranch>>> = Arc::default();
     let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
     let result = tokio::select! {
         result = attempt => result,
@@ -56,52 +56,19 @@ pub async fn run(
     if result.is_err() {
         let pending = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(pending) = pending {
-            clean_up(neon, pending).await;
+            pending
+                .delete(neon, "prune removes it (its name marks it incomplete)")
+                .await;
         }
     }
     result
-}
-
-/// The branch this run is making, from the moment its creation is requested until it is renamed.
-#[derive(Debug, Clone)]
-struct Pending {
-    name: String,
-    /// Unknown when the create call itself failed (its operations may have failed after the branch existed).
-    id: Option<String>,
-}
-
-
-async fn clean_up(neon: &NeonClient, pending: Pending) {
-    let name = pending.name.as_str();
-    let id = match pending.id {
-        Some(id) => id,
-        None => match neon.find_branch_by_name(name).await {
-            Ok(Some(found)) => found.branch.id,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(branch = name, error = %e, "could not check for an incomplete backup branch; prune will remove it if it exists");
-                return;
-            }
-        },
-    };
-    match neon.delete_branch(&id).await {
-        Ok(Deleted::Removed) => {
-            tracing::info!(branch = name, "deleted the incomplete backup branch")
-        }
-        Ok(Deleted::AlreadyGone) => {}
-        Err(e) => tracing::warn!(
-            branch = name,
-            error = %e,
-            "could not delete the incomplete backup branch; prune will remove it (its name marks it incomplete)"
-        ),
-    }
 }
 
 async fn take_backup(
     ctx: &RunContext,
     neon: &NeonClient,
     cancel: CancelSignal,
-    created: Arc<Mutex<Option<Pending>>>,
+    created: Arc<Mutex<Option<PendingBranch>>>,
     started: Instant,
 ) -> Result<BackupOutcome> {
     let config = &ctx.config;
@@ -147,7 +114,7 @@ async fn take_backup(
         "tool-version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
         name: incomplete.clone(),
         id: None,
     });
@@ -161,7 +128,7 @@ async fn take_backup(
         })
         .await
         .map_err(|e| e.into_failure("no backup was made by this run"))?;
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
         name: incomplete.clone(),
         id: Some(branch.branch.id.clone()),
     });
@@ -186,8 +153,7 @@ async fn take_backup(
     let snapshot = inspect::SourceSnapshot::open(source)
         .await
         .map_err(|e| source_query(e, "opening the snapshot"))?;
-    let policy = content_policy(config);
-    let selection = content::select(snapshot.client(), &policy)
+    let selection = content::select(snapshot.client(), &config.content)
         .await
         .map_err(|e| source_query(e, "choosing the schemas"))?;
     for (schema, why) in &selection.skipped_schemas {
@@ -352,18 +318,6 @@ async fn resolve_parent(neon: &NeonClient, wanted: Option<&str>) -> Result<Optio
                 .hint("set neon-parent-branch to an existing branch name or id, or leave it empty for the default branch")
                 .into()
         })
-}
-
-fn content_policy(config: &Config) -> ContentPolicy {
-    let c = &config.content;
-    ContentPolicy {
-        include_schemas: c.include_schemas.clone(),
-        exclude_schemas: c.exclude_schemas.clone(),
-        keep_auth: c.keep_auth,
-        keep_storage: c.keep_storage,
-        exclude_tables: c.exclude_tables.clone(),
-        exclude_table_data: c.exclude_table_data.clone(),
-    }
 }
 
 fn source_unreachable(e: &conn::ConnError) -> Error {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
 
-use crate::neon::BranchInfo;
+use crate::neon::{BranchInfo, Deleted, NeonClient};
 
 const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -78,6 +78,45 @@ pub fn newest_backup(branches: &[BranchInfo]) -> Option<&BranchInfo> {
         })
         .max_by_key(|(at, _)| *at)
         .map(|(_, b)| b)
+}
+
+/// A temporary branch this run is making, from the moment its creation is requested until the run decides
+/// its fate; shared with the cleanup path that runs on failure and cancellation.
+#[derive(Debug, Clone)]
+pub struct PendingBranch {
+    pub name: String,
+    /// Unknown when the create call itself failed (its operations may have failed after the branch existed).
+    pub id: Option<String>,
+}
+
+impl PendingBranch {
+    /// Deletes the branch if it exists; true when it is gone. `otherwise` says what removes it if this fails
+    /// (prune, its expiry), for the warning.
+    pub async fn delete(&self, neon: &NeonClient, otherwise: &str) -> bool {
+        let name = self.name.as_str();
+        let id = match &self.id {
+            Some(id) => id.clone(),
+            None => match neon.find_branch_by_name(name).await {
+                Ok(Some(found)) => found.branch.id,
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(branch = name, error = %e, "could not check whether the branch exists; {otherwise}");
+                    return false;
+                }
+            },
+        };
+        match neon.delete_branch(&id).await {
+            Ok(Deleted::Removed) => {
+                tracing::info!(branch = name, "deleted the branch");
+                true
+            }
+            Ok(Deleted::AlreadyGone) => true,
+            Err(e) => {
+                tracing::warn!(branch = name, error = %e, "could not delete the branch; {otherwise}");
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::error::Problem;
 use crate::pg::conn::ConnSpec;
 pub use crate::pg::conn::SslMode;
+use crate::pg::content::ContentPolicy;
 use crate::secret::Secret;
 
 pub const DEFAULT_NEON_API_URL: &str = "https://console.neon.tech/api/v2";
@@ -294,16 +295,6 @@ pub enum VerifyLevel {
     Counts,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContentSettings {
-    pub include_schemas: Vec<String>,
-    pub exclude_schemas: Vec<String>,
-    pub keep_auth: bool,
-    pub keep_storage: bool,
-    pub exclude_tables: Vec<String>,
-    pub exclude_table_data: Vec<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
     pub keep_last: u32,
@@ -329,7 +320,7 @@ pub struct Config {
     pub source_url: Option<Secret>,
     pub source: Option<SourceFacts>,
     pub neon: Option<NeonSettings>,
-    pub content: ContentSettings,
+    pub content: ContentPolicy,
     pub retention: Retention,
     pub verify: VerifyLevel,
     pub backup_branch: Option<String>,
@@ -435,7 +426,7 @@ pub fn validate(
             source_url,
             source,
             neon,
-            content: ContentSettings {
+            content: ContentPolicy {
                 include_schemas: file.schemas.include,
                 exclude_schemas: file.schemas.exclude,
                 keep_auth: file.schemas.keep_auth.unwrap_or(true),

@@ -11,10 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
-use crate::branches::{self, BranchKind};
+use crate::branches::{self, BranchKind, PendingBranch};
 use crate::config::HealthCheck;
 use crate::error::{Error, Failure, Result};
-use crate::neon::{BranchInfo, CreateBranch, Deleted, NeonClient};
+use crate::neon::{BranchInfo, CreateBranch, NeonClient};
 use crate::pg::conn::{self, ConnSpec};
 use crate::pg::content::Selection;
 use crate::pg::inspect::{self, InspectError};
@@ -23,6 +23,9 @@ use crate::pg::pipeline::{self, CancelSignal};
 use crate::preflight::APP_NAME;
 use crate::report;
 use crate::run::RunContext;
+
+/// What removes a test branch that could not be deleted.
+const TEST_BRANCH_FALLBACK: &str = "Neon deletes it at its expiry";
 
 /// Longest one user health check may run: they are meant to be quick sanity queries.
 pub const USER_CHECK_STATEMENT_TIMEOUT: &str = "30s";
@@ -88,7 +91,7 @@ pub async fn run(
     mut cancel: CancelSignal,
 ) -> Result<RestoreOutcome> {
     let started = Instant::now();
-    let created: Arc<Mutex<Option<Pending>>> = Arc::default();
+    let created: Arc<Mutex<Option<PendingBranch>>> = Arc::default();
     let attempt = test_backup(ctx, neon, created.clone(), started);
     let result = tokio::select! {
         result = attempt => result,
@@ -102,14 +105,14 @@ pub async fn run(
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(pending) = pending {
-                delete_test_branch(neon, &pending).await;
+                pending.delete(neon, TEST_BRANCH_FALLBACK).await;
             }
             return Err(e);
         }
     };
     if outcome.passed() {
         if let Some(pending) = &pending {
-            outcome.test_branch_deleted = delete_test_branch(neon, pending).await;
+            outcome.test_branch_deleted = pending.delete(neon, TEST_BRANCH_FALLBACK).await;
             if !outcome.test_branch_deleted {
                 ctx.actions.warning(&format!(
                     "the test branch {} could not be deleted; Neon deletes it at {}",
@@ -150,41 +153,7 @@ pub async fn run(
     .into())
 }
 
-/// The test branch from the moment its creation is requested until the run decides its fate.
-#[derive(Debug, Clone)]
-struct Pending {
-    name: String,
-    /// Unknown when the create call itself failed (its operations may have failed after the branch existed).
-    id: Option<String>,
-}
-
-
 /// Deletes the test branch; true when it is gone.
-async fn delete_test_branch(neon: &NeonClient, pending: &Pending) -> bool {
-    let name = pending.name.as_str();
-    let id = match &pending.id {
-        Some(id) => id.clone(),
-        None => match neon.find_branch_by_name(name).await {
-            Ok(Some(found)) => found.branch.id,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::warn!(branch = name, error = %e, "could not check for the test branch; its expiry removes it if it exists");
-                return false;
-            }
-        },
-    };
-    match neon.delete_branch(&id).await {
-        Ok(Deleted::Removed) => {
-            tracing::info!(branch = name, "deleted the test branch");
-            true
-        }
-        Ok(Deleted::AlreadyGone) => true,
-        Err(e) => {
-            tracing::warn!(branch = name, error = %e, "could not delete the test branch; its expiry removes it");
-            false
-        }
-    }
-}
 
 /// The backup to test: the one asked for by name, else the newest complete one.
 fn choose_backup<'a>(
@@ -224,7 +193,7 @@ fn choose_backup<'a>(
 async fn test_backup(
     ctx: &RunContext,
     neon: &NeonClient,
-    created: Arc<Mutex<Option<Pending>>>,
+    created: Arc<Mutex<Option<PendingBranch>>>,
     started: Instant,
 ) -> Result<RestoreOutcome> {
     let config = &ctx.config;
@@ -254,7 +223,7 @@ async fn test_backup(
     let mut annotations = BTreeMap::new();
     annotations.insert("supaneon-sync".to_string(), "restore-test".to_string());
     annotations.insert("backup".to_string(), tested_backup.clone());
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
         name: test_branch.clone(),
         id: None,
     });
@@ -268,7 +237,7 @@ async fn test_backup(
         })
         .await
         .map_err(|e| e.into_failure("nothing was tested; the backup is untouched"))?;
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
         name: test_branch.clone(),
         id: Some(branch.branch.id.clone()),
     });
