@@ -153,8 +153,6 @@ pub async fn run(
     .into())
 }
 
-/// Deletes the test branch; true when it is gone.
-
 /// The backup to test: the one asked for by name, else the newest complete one.
 fn choose_backup<'a>(
     branches: &'a [BranchInfo],
