@@ -111,6 +111,61 @@ async fn each_mode_runs_as_the_runner_runs_it() {
     assert!(run.summary.contains(&branch), "{}", run.summary);
     assert!(run.summary.contains("| public |"), "{}", run.summary);
 
+    // restore-test: the newest backup restores; the test branch is gone afterwards.
+    let run = run_action(&with, &[("mode", "restore-test")]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_masked_first(&run, &secrets);
+    assert_eq!(
+        run.output("tested-backup").as_deref(),
+        Some(branch.as_str())
+    );
+    assert_eq!(
+        run.output("checks-failed").as_deref(),
+        Some("0"),
+        "{}",
+        run.describe()
+    );
+    assert!(run
+        .output("checks-passed")
+        .unwrap_or_default()
+        .parse::<u32>()
+        .is_ok_and(|n| n > 0));
+    assert!(
+        !world
+            .branch_names()
+            .iter()
+            .any(|n| n.starts_with("restore-test-")),
+        "{:?}",
+        world.branch_names()
+    );
+    assert!(run.summary.contains(&branch), "{}", run.summary);
+
+    // list: the backup, as outputs and a summary table.
+    let run = run_action(&with, &[("mode", "list")]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_masked_first(&run, &secrets);
+    assert_eq!(
+        run.output("latest-backup").as_deref(),
+        Some(branch.as_str())
+    );
+    assert_eq!(run.output("backup-count").as_deref(), Some("1"));
+    assert!(run.summary.contains(&branch), "{}", run.summary);
+
+    // prune with dry-run: the only backup is kept, nothing is deleted.
+    let run = run_action(
+        &with,
+        &[("mode", "prune"), ("dry-run", "true"), ("keep-last", "1")],
+    );
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_masked_first(&run, &secrets);
+    assert_eq!(
+        run.output("deleted").as_deref(),
+        Some(""),
+        "{}",
+        run.describe()
+    );
+    assert!(world.branch(&branch).is_some());
+
     // A wrong API key: the run fails (exit 1) with an annotation and a result, and still leaks nothing.
     let wrong_key = "napi_wrong_distinctive_0042";
     let run = run_action(&with, &[("neon-api-key", wrong_key)]);
