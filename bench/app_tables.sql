@@ -34,7 +34,7 @@ CREATE TABLE app_events (
   payload jsonb NOT NULL
 );
 INSERT INTO app_events (user_id, kind, created_at, payload)
-SELECT 1 + (g * 7919) % :users,
+SELECT 1 + (g::bigint * 7919) % :users,
        (ARRAY['view', 'click', 'signup', 'purchase', 'error'])[1 + g % 5],
        timestamptz '2025-06-01 00:00:00+00' + g * interval '2 seconds',
        jsonb_build_object('session', md5(g::text),

@@ -11,16 +11,19 @@ REPO=$PWD
 
 usage() {
   cat <<'EOF'
-usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-build] [--keep-log DIR]
+usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-build] [--tool PATH] [--compare PATH]
+                       [--keep-log DIR]
   --scale S              pgbench scale; the app tables grow with it (default 65: about 1.5 GB on disk)
   --runs N               runs of each method, alternating (default 3)
   --operation-step-ms MS the emulator's time per Neon operation phase (default 20; Neon's API is not measured)
   --no-build             use the release binaries already in target/release
+  --tool PATH            time this supaneon-sync binary instead (e.g. a saved build)
+  --compare PATH         also time this second binary in every round (before/after of a change)
   --keep-log DIR         copy our logs of every run into DIR
 EOF
 }
 
-SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG=
+SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG='' TOOL='' COMPARE=''
 while (($#)); do
   case $1 in
     --scale) SCALE=${2:?}; shift 2 ;;
@@ -28,6 +31,8 @@ while (($#)); do
     --operation-step-ms) STEP_MS=${2:?}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep-log) KEEP_LOG=${2:?}; shift 2 ;;
+    --tool) TOOL=$(realpath "${2:?}"); shift 2 ;;
+    --compare) COMPARE=$(realpath "${2:?}"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -58,9 +63,9 @@ if ((BUILD)); then
   say "release build"
   cargo build --quiet --release -p supaneon-sync -p neon-emulator
 fi
-TOOL=$REPO/target/release/supaneon-sync
+TOOL=${TOOL:-$REPO/target/release/supaneon-sync}
 EMULATOR=$REPO/target/release/neon-emulator
-[[ -x $TOOL && -x $EMULATOR ]] || die "no release binaries in target/release (drop --no-build)"
+[[ -x $TOOL && -x $EMULATOR && ( -z $COMPARE || -x $COMPARE ) ]] || die "no release binaries in target/release (drop --no-build)"
 
 W=$(mktemp -d /tmp/supaneon-bench.XXXXXX)
 EMU_PID=
@@ -246,12 +251,12 @@ phase_times() {
 # (b) backup-run; its peak RSS both from GNU time (the largest process of its tree) and from VmHWM of
 # our own process, sampled until it exits, like its own CPU time (without pg_dump's and pg_restore's).
 run_tool() {
-  local i=$1 t0 t1 pid hwm=0 h ticks=0 t
+  local i=$1 tool=$2 t0 t1 pid hwm=0 h ticks=0 t
   (
     export SUPABASE_DATABASE_URL="postgresql://postgres:$SRC_PW@127.0.0.1:$SRC_PORT/bench?sslmode=require"
     export NEON_API_KEY=$API_KEY NEON_PROJECT_ID=$PROJECT NEON_API_URL=$API_URL
     export SUPANEON_PG_BIN_DIR=$PGBIN SUPANEON_PRUNE_AFTER_BACKUP=false
-    exec /usr/bin/time -f %M -o "$W/tool.rss" "$TOOL" backup-run
+    exec /usr/bin/time -f %M -o "$W/tool.rss" "$tool" backup-run
   ) >"$W/tool-$i.out" 2>"$W/tool-$i.log" &
   pid=$!
   t0=$(now)
@@ -269,7 +274,7 @@ run_tool() {
   done
   wait "$pid" || die "backup-run $i failed: $(tail -30 "$W/tool-$i.log")"
   t1=$(now)
-  [[ -z $KEEP_LOG ]] || { mkdir -p "$KEEP_LOG" && cp "$W/tool-$i.log" "$KEEP_LOG/"; }
+  [[ -z $KEEP_LOG ]] || { mkdir -p "$KEEP_LOG" && cp "$W/tool-$i.log" "$KEEP_LOG/$(basename "$tool")-$i.log"; }
   TOOL_WALL=$(elapsed "$t0" "$t1")
   TOOL_TREE_RSS=$(tail -1 "$W/tool.rss")
   TOOL_RSS=$hwm
@@ -278,38 +283,48 @@ run_tool() {
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 
+METHODS=(backup-run)
+declare -A BIN=([backup-run]=$TOOL)
+[[ -z $COMPARE ]] || { METHODS+=(compare); BIN[compare]=$COMPARE; }
+declare -A WALL RSS TREE CPU SETUP PIPE VERIFY FINISH
+ROWS=() BARE=''
 say "$RUNS alternating runs of each method"
-ROWS=() BARE=() TOOLW=() RSS=() TREE=() SETUP=() PIPE=() VERIFY=() FINISH=()
 for i in $(seq "$RUNS"); do
   prepare_run
   la=$(load1)
   run_bare "$i"
   ROWS+=("$(printf '%-3s %-11s %8s %10s %9s   load %s' "$i" bare "$BARE_WALL" "$BARE_RSS" - "$la")")
-  BARE+=("$BARE_WALL")
+  BARE+=" $BARE_WALL"
   say "run $i bare: $BARE_WALL s"
-  prepare_run
-  la=$(load1)
-  run_tool "$i"
-  ROWS+=("$(printf '%-3s %-11s %8s %10s %9s   load %s; our cpu %s s; setup %s, dump+restore %s (pipeline %s), verify %s, finish %s' \
-    "$i" backup-run "$TOOL_WALL" "$TOOL_TREE_RSS" "$TOOL_RSS" "$la" "$TOOL_CPU" "$PH_SETUP" "$PH_PIPE" "$PH_PIPE_OWN" "$PH_VERIFY" "$PH_FINISH")")
-  TOOLW+=("$TOOL_WALL") RSS+=("$TOOL_RSS") TREE+=("$TOOL_TREE_RSS")
-  SETUP+=("$PH_SETUP") PIPE+=("$PH_PIPE") VERIFY+=("$PH_VERIFY") FINISH+=("$PH_FINISH")
-  say "run $i backup-run: $TOOL_WALL s"
+  for m in "${METHODS[@]}"; do
+    prepare_run
+    la=$(load1)
+    run_tool "$i" "${BIN[$m]}"
+    ROWS+=("$(printf '%-3s %-11s %8s %10s %9s   load %s; our cpu %s s; setup %s, dump+restore %s (pipeline %s), verify %s, finish %s' \
+      "$i" "$m" "$TOOL_WALL" "$TOOL_TREE_RSS" "$TOOL_RSS" "$la" "$TOOL_CPU" "$PH_SETUP" "$PH_PIPE" "$PH_PIPE_OWN" "$PH_VERIFY" "$PH_FINISH")")
+    WALL[$m]+=" $TOOL_WALL" RSS[$m]+=" $TOOL_RSS" TREE[$m]+=" $TOOL_TREE_RSS" CPU[$m]+=" $TOOL_CPU"
+    SETUP[$m]+=" $PH_SETUP" PIPE[$m]+=" $PH_PIPE" VERIFY[$m]+=" $PH_VERIFY" FINISH[$m]+=" $PH_FINISH"
+    say "run $i $m: $TOOL_WALL s"
+  done
 done
 delete_backup_branches
 
-med_bare=$(printf '%s\n' "${BARE[@]}" | median)
-med_tool=$(printf '%s\n' "${TOOLW[@]}" | median)
-max_rss=$(printf '%s\n' "${RSS[@]}" | sort -n | tail -1)
-max_tree=$(printf '%s\n' "${TREE[@]}" | sort -n | tail -1)
+med_bare=$(med "$BARE")
 echo
 echo "supaneon-sync benchmark: $((SRC_SIZE / 1048576)) MB source (pgbench -s $SCALE + app tables), PostgreSQL 15, $(nproc) CPUs"
+for m in "${METHODS[@]}"; do echo "$m: ${BIN[$m]}"; done
 echo
 printf '%-3s %-11s %8s %10s %9s   %s\n' run method wall_s tree_rss_kb our_rss_kb notes
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "median wall: bare pg_dump -Fc | pg_restore $med_bare s, backup-run $med_tool s"
-echo "ratio backup-run / bare: $(awk -v a="$med_bare" -v b="$med_tool" 'BEGIN { printf "%.3f", b / a }')"
-echo "median phases of backup-run: setup $(printf '%s\n' "${SETUP[@]}" | median) s, dump+restore $(printf '%s\n' "${PIPE[@]}" | median) s, verify $(printf '%s\n' "${VERIFY[@]}" | median) s, finish $(printf '%s\n' "${FINISH[@]}" | median) s"
-echo "peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
+echo "median wall: bare pg_dump -Fc | pg_restore $med_bare s"
+for m in "${METHODS[@]}"; do
+  med_tool=$(med "${WALL[$m]}")
+  max_rss=$(tr ' ' '\n' <<<"${RSS[$m]}" | sort -n | tail -1)
+  max_tree=$(tr ' ' '\n' <<<"${TREE[$m]}" | sort -n | tail -1)
+  echo "$m: median wall $med_tool s, ratio $m / bare $(awk -v a="$med_bare" -v b="$med_tool" 'BEGIN { printf "%.3f", b / a }')"
+  echo "  median phases: setup (preflight, Neon branch, target preparation) $(med "${SETUP[$m]}") s, dump+restore $(med "${PIPE[$m]}") s, verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
+  echo "  peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
+done
