@@ -209,11 +209,6 @@ async fn take_backup(
     // The snapshot must outlive pg_dump; now it may end.
     drop(snapshot.finish().await);
     drop(manifest_session);
-    for note in &piped.benign {
-        notes.push(format!(
-            "pg_restore reported a known-harmless error: {note}"
-        ));
-    }
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, seconds = piped.duration.as_secs_f64(), "restored");
     drop(group);
 
@@ -351,8 +346,18 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         outcome.duration.as_secs_f64()
     );
     ctx.actions.info(&result);
+    // Things the user may need to act on are warnings; errors on the allow-list are only notes.
     for note in &outcome.notes {
         ctx.actions.warning(note);
+    }
+    let harmless: Vec<String> = outcome
+        .pipeline
+        .benign
+        .iter()
+        .map(|e| format!("pg_restore reported a known-harmless error: {e}"))
+        .collect();
+    for note in &harmless {
+        ctx.actions.info(&format!("note: {note}"));
     }
     report::write_outputs(
         &ctx.actions,
@@ -411,9 +416,9 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     ));
     summary.push('\n');
     summary.push_str(&report::markdown_table(&["objects", "count"], &objects));
-    if !outcome.notes.is_empty() {
+    if !outcome.notes.is_empty() || !harmless.is_empty() {
         summary.push_str("\n**Notes**\n\n");
-        for n in &outcome.notes {
+        for n in outcome.notes.iter().chain(&harmless) {
             summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
         }
     }
