@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use neon_emulator::{FaultAction, FaultRule};
-use support::cli::{children_named, wait_until, Run};
+use supaneon_testkit::process_alive;
+use support::cli::{children_named, wait_until, Cli, Run, Spawned};
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
 /// Enough rows that the data phase of the dump lasts seconds, so a fault lands mid-stream.
@@ -50,14 +51,42 @@ fn bulk_is_streaming(world: &World) -> bool {
         == "t"
 }
 
+/// Starts backup-run on a source holding the bulk table and returns once its data is streaming.
+fn spawn_streaming_backup<'a>(world: &World, cli: &'a Cli) -> Spawned<'a> {
+    world.source.psql("postgres", BULK_SQL);
+    let child = cli.spawn(&["backup-run"]);
+    wait_until("the bulk table to stream", Duration::from_secs(120), || {
+        bulk_is_streaming(world)
+    });
+    child
+}
+
+fn signal(name: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
+/// The pids of pg_dump and pg_restore under `parent`, recorded while they run (once the parent exits they
+/// would be reparented and no longer found by parent).
+fn tool_pids(parent: u32) -> Vec<u32> {
+    let mut pids = children_named(parent, "pg_dump");
+    pids.extend(children_named(parent, "pg_restore"));
+    pids
+}
+
+fn assert_all_gone(pids: &[u32]) {
+    for pid in pids {
+        assert!(!process_alive(*pid), "child {pid} is still running");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn persistent_5xx_at_branch_creation_fails_cleanly() {
     let world = World::start(15).await;
-    world.emu.faults().push(
-        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
-            .method("POST")
-            .times(1000),
-    );
+    world.fail_with_503("POST", "/branches");
     let run = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "3")
@@ -107,58 +136,47 @@ async fn a_failed_create_operation_deletes_the_incomplete_branch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
     let world = World::start(15).await;
-    world.source.psql("postgres", BULK_SQL);
     let cli = world.cli();
-    let child = cli.spawn(&["backup-run"]);
+    let child = spawn_streaming_backup(&world, &cli);
     let pid = child.pid();
-    wait_until("the bulk table to stream", Duration::from_secs(120), || {
-        bulk_is_streaming(&world)
-    });
+    let tools = tool_pids(pid);
+    assert_eq!(tools.len(), 2, "pg_dump and pg_restore: {tools:?}");
     let dumps = children_named(pid, "pg_dump");
     assert_eq!(dumps.len(), 1, "pg_dump children: {dumps:?}");
-    std::process::Command::new("kill")
-        .args(["-KILL", &dumps[0].to_string()])
-        .status()
-        .unwrap();
+    signal("KILL", dumps[0]);
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains("pg_dump"), "{}", run.describe());
-    assert!(children_named(pid, "pg_restore").is_empty());
+    assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_source_stopping_mid_dump_fails_cleanly() {
     let mut world = World::start(15).await;
-    world.source.psql("postgres", BULK_SQL);
     let cli = world.cli();
-    let child = cli.spawn(&["backup-run"]);
-    wait_until("the bulk table to stream", Duration::from_secs(120), || {
-        bulk_is_streaming(&world)
-    });
+    let child = spawn_streaming_backup(&world, &cli);
+    let tools = tool_pids(child.pid());
     world.source.stop();
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
+    assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_run_kills_the_children_and_deletes_the_branch() {
     let world = World::start(15).await;
-    world.source.psql("postgres", BULK_SQL);
     let cli = world.cli();
-    let child = cli.spawn(&["backup-run"]);
+    let child = spawn_streaming_backup(&world, &cli);
     let pid = child.pid();
-    wait_until("the bulk table to stream", Duration::from_secs(120), || {
-        bulk_is_streaming(&world)
-    });
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let tools = tool_pids(pid);
+    assert_eq!(tools.len(), 2, "pg_dump and pg_restore: {tools:?}");
+    signal("TERM", pid);
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains("cancelled"), "{}", run.describe());
+    assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
     assert!(world
         .emu

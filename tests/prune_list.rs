@@ -6,7 +6,6 @@ mod support;
 use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
-use neon_emulator::{FaultAction, FaultRule};
 use supaneon_sync::branches::{self, BranchKind};
 use support::cli::Run;
 use support::prune::{
@@ -90,11 +89,7 @@ async fn prune_and_list_against_the_emulator() {
 
     // 2. The third deletion fails for good: the first two are gone, the rest is intact, exit 1.
     let third = branch_id(&world, &expected[2]);
-    world.emu.faults().push(
-        FaultRule::new(&third, FaultAction::status(503, "service unavailable"))
-            .method("DELETE")
-            .times(1000),
-    );
+    world.fail_with_503("DELETE", &third);
     let broken = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")
@@ -152,11 +147,7 @@ async fn prune_and_list_against_the_emulator() {
     assert_eq!(names(&world), survivors);
 
     // 5a. Never after a failed backup: with keep-last 1 a prune would delete six backups here.
-    world.emu.faults().push(
-        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
-            .method("POST")
-            .times(1000),
-    );
+    world.fail_with_503("POST", "/branches");
     let failed = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")
@@ -174,14 +165,7 @@ async fn prune_and_list_against_the_emulator() {
 
     // 5b. A backup whose prune fails: exit 1, but the backup is complete and says so.
     let oldest_kept = complete[6].clone();
-    world.emu.faults().push(
-        FaultRule::new(
-            &branch_id(&world, &oldest_kept),
-            FaultAction::status(503, "service unavailable"),
-        )
-        .method("DELETE")
-        .times(1000),
-    );
+    world.fail_with_503("DELETE", &branch_id(&world, &oldest_kept));
     let backed_up = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")

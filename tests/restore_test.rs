@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use neon_emulator::{FaultAction, FaultRule};
 use supaneon_sync::branches;
 use support::cli::{wait_until, Run};
 use support::restore::{
@@ -256,11 +255,7 @@ async fn api_errors_and_cancellation_leave_no_test_branch_and_a_dead_branch_is_k
     assert!(run.stderr.contains("does not exist"), "{}", run.describe());
     assert_eq!(world.branch_names(), before);
 
-    world.emu.faults().push(
-        FaultRule::new("/branches", FaultAction::status(503, "service unavailable"))
-            .method("POST")
-            .times(1000),
-    );
+    world.fail_with_503("POST", "/branches");
     let run = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "3")

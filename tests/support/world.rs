@@ -2,7 +2,7 @@
 //! emulator, and the emulator itself; plus the environment that points the binary at them.
 #![allow(dead_code)]
 
-use neon_emulator::{BackingPostgres, Emulator, EmulatorConfig};
+use neon_emulator::{BackingPostgres, Emulator, EmulatorConfig, FaultAction, FaultRule};
 use supaneon_testkit::{pg_bin_dir, Cluster, ClusterOptions};
 
 use super::cli::Cli;
@@ -61,6 +61,18 @@ impl World {
                 "SUPANEON_PG_BIN_DIR",
                 pg_bin_dir(self.major).to_str().unwrap(),
             )
+    }
+
+    /// Makes every `method` request whose path contains `path_contains` answer 503 until the faults are cleared.
+    pub fn fail_with_503(&self, method: &str, path_contains: &str) {
+        self.emu.faults().push(
+            FaultRule::new(
+                path_contains,
+                FaultAction::status(503, "service unavailable"),
+            )
+            .method(method)
+            .times(1000),
+        );
     }
 
     /// Names of the branches the emulator holds now.
