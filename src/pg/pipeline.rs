@@ -1,5 +1,17 @@
 //! The hot path: `pg_dump -Fc -Z0 | relay | pg_restore`, with no file on disk.
 //!
+//! A restore runs in three steps ([`dump_and_restore`] chains them; backup-run interleaves its own
+//! work with the last one):
+//!
+//! 1. [`dump_schema`]: the definitions alone (pre-data and post-data sections, no rows) go into an
+//!    anonymous in-memory file. It is small (a few KB to a few MB) and never touches the disk.
+//! 2. [`stream_data`]: pre-data and data are streamed through the relay into a serial pg_restore.
+//! 3. [`restore_post_data`]: indexes, constraints, triggers, policies and materialized-view data are
+//!    restored from the in-memory schema archive with `pg_restore --jobs`, which needs a seekable
+//!    archive and so is impossible from the stream. Index builds are most of a restore's time after the
+//!    rows are in, and a serial restore builds them one at a time. The archive holds the tables'
+//!    definitions too, so pg_restore sees which items lock the same table and does not run them together.
+//!
 //! The relay reads pg_dump's stdout in 256 KiB chunks into one buffer, hashes and counts the bytes, and
 //! writes them to pg_restore's stdin, so memory stays flat whatever the database size. Both stderr
 //! streams are drained concurrently from the start (a full stderr pipe would otherwise stall a child)
@@ -15,6 +27,9 @@
 //! for. Every error carries the last (redacted, SQL-free) stderr lines of the tool that failed.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +53,10 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// How many stderr lines an error carries.
 const TAIL_LINES: usize = 8;
+/// pg_restore jobs for the post-data section. Two keep a second index build going next to the longest
+/// one (on the benchmark, a GIN index takes most of the post-data time) without swamping a small Neon
+/// compute with connections and parallel sorts.
+pub const POST_DATA_JOBS: u32 = 2;
 
 /// Set the sender to `true` to cancel: both children are killed and [`PipelineError::Cancelled`] is
 /// returned. A dropped sender means "never cancelled".
@@ -57,16 +76,58 @@ pub struct DumpOptions {
     pub snapshot: Option<String>,
 }
 
+/// Which sections of the database one pg_dump writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Definitions and rows, streamed ([`stream_data`]).
+    PreDataAndData,
+    /// Definitions only, for the parallel post-data restore ([`dump_schema`]).
+    Schema,
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineReport {
-    /// Archive bytes relayed.
+    /// Archive bytes relayed (the streamed pre-data and data archive).
     pub bytes: u64,
-    /// SHA-256 of the archive, lowercase hex.
+    /// SHA-256 of the streamed archive, lowercase hex.
     pub sha256: String,
+    /// Bytes of the in-memory schema archive the post-data section was restored from.
+    pub schema_bytes: u64,
+    /// The data stream's time, plus the post-data restore's once [`PipelineReport::with_post_data`]
+    /// added it.
     pub duration: Duration,
     /// Errors pg_restore reported that the allow-list accepts.
     pub benign: Vec<RestoreError>,
     pub dump_stderr_lines: usize,
+}
+
+impl PipelineReport {
+    /// This report with the post-data restore's archive size, time and notes added.
+    pub fn with_post_data(mut self, post: PostDataReport) -> PipelineReport {
+        self.schema_bytes = post.schema_bytes;
+        self.duration += post.duration;
+        self.benign.extend(post.benign);
+        self
+    }
+}
+
+/// The definitions of the dumped objects (pre-data and post-data sections), in an anonymous
+/// in-memory file (`memfd_create`): seekable, as a parallel pg_restore needs, and never on disk.
+#[derive(Debug)]
+pub struct SchemaArchive {
+    file: File,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What the post-data restore reports.
+#[derive(Debug, Clone)]
+pub struct PostDataReport {
+    /// Size of the schema archive it was restored from.
+    pub schema_bytes: u64,
+    pub duration: Duration,
+    /// Errors pg_restore reported that the allow-list accepts.
+    pub benign: Vec<RestoreError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +155,8 @@ pub enum PipelineError {
     },
     #[error("relaying the archive from pg_dump to pg_restore failed: {0}")]
     Relay(std::io::Error),
+    #[error("keeping the schema archive in memory failed: {0}")]
+    SchemaArchive(std::io::Error),
     #[error("cancelled: pg_dump and pg_restore were stopped")]
     Cancelled,
 }
@@ -113,6 +176,7 @@ impl PipelineError {
                 "create on the target what the listed objects need (roles named by policies, extensions, schemas), or exclude those objects"
             }
             PipelineError::Relay(_) => "the archive stream broke; retry, and check disk and memory of the runner",
+            PipelineError::SchemaArchive(_) => "the runner could not hold the schema archive in memory (memfd_create on Linux); retry, and check the runner's memory",
             PipelineError::Cancelled => "the run was cancelled; the incomplete branch is left for pruning",
         }
     }
@@ -165,7 +229,11 @@ fn table_pattern(name: &str) -> String {
 }
 
 /// pg_dump's argv: only flags and object patterns, never a connection detail.
-pub fn dump_args(opts: &DumpOptions) -> Vec<String> {
+pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
+    let sections: &[&str] = match part {
+        Part::PreDataAndData => &["--section=pre-data", "--section=data"],
+        Part::Schema => &["--section=pre-data", "--section=post-data"],
+    };
     let mut args: Vec<String> = [
         "--format=custom",
         // The pipe is local and both network legs carry uncompressed COPY anyway: compression would
@@ -179,6 +247,7 @@ pub fn dump_args(opts: &DumpOptions) -> Vec<String> {
         "--no-security-labels",
     ]
     .into_iter()
+    .chain(sections.iter().copied())
     .map(String::from)
     .collect();
     if let Some(snapshot) = &opts.snapshot {
@@ -235,8 +304,169 @@ fn spawn(
         })
 }
 
-/// Dumps `opts` from `source` and restores it into `target`, streaming. See the module docs.
+/// Dumps `opts` from `source` and restores it into `target`: the schema archive, the data stream,
+/// then the parallel post-data restore. See the module docs.
 pub async fn dump_and_restore(
+    tools: &PgTools,
+    source: &ConnSpec,
+    target: &ConnSpec,
+    opts: &DumpOptions,
+    cancel: CancelSignal,
+) -> Result<PipelineReport, PipelineError> {
+    let schema = dump_schema(tools, source, opts, cancel.clone()).await?;
+    let streamed = stream_data(tools, source, target, opts, cancel.clone()).await?;
+    let post = restore_post_data(tools, target, &schema, POST_DATA_JOBS, cancel).await?;
+    Ok(streamed.with_post_data(post))
+}
+
+/// Dumps the definitions of `opts` (pre-data and post-data, no rows) into an in-memory archive.
+pub async fn dump_schema(
+    tools: &PgTools,
+    source: &ConnSpec,
+    opts: &DumpOptions,
+    mut cancel: CancelSignal,
+) -> Result<SchemaArchive, PipelineError> {
+    if opts.schemas.is_empty() {
+        return Err(PipelineError::NoSchemas);
+    }
+    let file = memfd("supaneon-sync-schema").map_err(PipelineError::SchemaArchive)?;
+    // pg_dump writes straight into the memory file; a seekable output also gets the TOC's offsets.
+    let out = file.try_clone().map_err(PipelineError::SchemaArchive)?;
+    let mut dump = spawn(
+        "pg_dump",
+        &tools.pg_dump,
+        &dump_args(opts, Part::Schema),
+        source.child_env("supaneon-sync pg_dump"),
+        Stdio::null(),
+        Stdio::from(out),
+    )?;
+    let dump_err = drain_stderr(
+        "pg_dump",
+        dump.stderr.take().expect("stderr is piped"),
+        None,
+    );
+    let status = tokio::select! {
+        st = dump.wait() => st.map_err(PipelineError::SchemaArchive)?,
+        _ = cancelled(&mut cancel) => {
+            kill(&mut dump).await;
+            return Err(PipelineError::Cancelled);
+        }
+    };
+    let summary = dump_err.await;
+    if !status.success() {
+        tracing::warn!("pg_dump of the schema {status}");
+        return Err(PipelineError::Dump {
+            status: status.to_string(),
+            stderr_tail: summary.tail,
+        });
+    }
+    let (bytes, sha256) = digest(&file).map_err(PipelineError::SchemaArchive)?;
+    tracing::info!(
+        bytes,
+        "schema archive: {} of definitions held in memory",
+        human_bytes(bytes)
+    );
+    Ok(SchemaArchive {
+        file,
+        bytes,
+        sha256,
+    })
+}
+
+/// An anonymous file in memory, closed on exec (children get it only as a redirected stdio).
+fn memfd(name: &str) -> std::io::Result<File> {
+    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `name` is NUL-terminated and outlives the call; the call returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Size and SHA-256 of a whole file, read by offset (the file position is shared with children).
+fn digest(file: &File) -> std::io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok((offset, hex::encode(hasher.finalize())))
+}
+
+/// Restores the post-data section of `schema` into `target` with `jobs` parallel pg_restore workers.
+/// Run it after [`stream_data`] has loaded the rows.
+pub async fn restore_post_data(
+    tools: &PgTools,
+    target: &ConnSpec,
+    schema: &SchemaArchive,
+    jobs: u32,
+    mut cancel: CancelSignal,
+) -> Result<PostDataReport, PipelineError> {
+    let started = Instant::now();
+    let stdin = schema
+        .file
+        .try_clone()
+        .map_err(PipelineError::SchemaArchive)?;
+    let mut args = restore_args(target);
+    args.push("--section=post-data".into());
+    args.push(format!("--jobs={}", jobs.max(1)));
+    // pg_restore refuses --jobs with standard input but opens a path, and each worker reopens it:
+    // /proc/self/fd/0 is the memory file, seekable, in the leader and every worker alike.
+    args.push("/proc/self/fd/0".into());
+    let mut restore = spawn(
+        "pg_restore",
+        &tools.pg_restore,
+        &args,
+        target.child_env("supaneon-sync pg_restore"),
+        Stdio::from(stdin),
+        Stdio::null(),
+    )?;
+    let restore_err = drain_stderr(
+        "pg_restore",
+        restore.stderr.take().expect("stderr is piped"),
+        Some(RestoreErrorParser::parallel()),
+    );
+    tracing::info!(
+        pg_restore_pid = restore.id(),
+        "restoring indexes, constraints, triggers and policies ({jobs} jobs)"
+    );
+    let status = tokio::select! {
+        st = restore.wait() => st.map_err(PipelineError::Relay)?,
+        _ = cancelled(&mut cancel) => {
+            kill(&mut restore).await;
+            tracing::warn!("post-data restore cancelled; pg_restore stopped");
+            return Err(PipelineError::Cancelled);
+        }
+    };
+    let summary = restore_err.await;
+    let outcome = summary.outcome.clone().unwrap_or_default();
+    let clean_exit = status.success() || (status.code() == Some(1) && !outcome.benign.is_empty());
+    if !clean_exit || !outcome.fatal.is_empty() {
+        return Err(restore_failure(status, summary, None));
+    }
+    let report = PostDataReport {
+        schema_bytes: schema.bytes,
+        duration: started.elapsed(),
+        benign: outcome.benign,
+    };
+    tracing::info!(
+        "post-data restored in {:.1} s",
+        report.duration.as_secs_f64()
+    );
+    Ok(report)
+}
+
+/// Dumps the pre-data and data sections of `opts` from `source` and restores them into `target`,
+/// streaming: tables with their rows, but no indexes or constraints yet ([`restore_post_data`]).
+pub async fn stream_data(
     tools: &PgTools,
     source: &ConnSpec,
     target: &ConnSpec,
@@ -265,7 +495,7 @@ pub async fn dump_and_restore(
     let mut dump = spawn(
         "pg_dump",
         &tools.pg_dump,
-        &dump_args(opts),
+        &dump_args(opts, Part::PreDataAndData),
         source.child_env("supaneon-sync pg_dump"),
         Stdio::null(),
         Stdio::piped(),
@@ -380,12 +610,13 @@ pub async fn dump_and_restore(
     let report = PipelineReport {
         bytes: bytes.load(Ordering::Relaxed),
         sha256,
+        schema_bytes: 0,
         duration: started.elapsed(),
         benign: outcome.benign,
         dump_stderr_lines: dump_summary.lines,
     };
     tracing::info!(
-        "dump → restore finished: {} in {:.1} s ({:.1} MB/s), {} benign restore note(s)",
+        "data streamed: {} in {:.1} s ({:.1} MB/s), {} benign restore note(s)",
         human_bytes(report.bytes),
         report.duration.as_secs_f64(),
         mb_per_s(report.bytes, report.duration),
@@ -635,6 +866,10 @@ impl LineFilter {
                 Level::Warn
             } else if rest.starts_with("creating ")
                 || rest.starts_with("processing ")
+                || rest.starts_with("launching item ")
+                || rest.starts_with("finished item ")
+                || rest.starts_with("entering main parallel loop")
+                || rest.starts_with("finished main parallel loop")
                 || rest.starts_with("executing ")
                 || rest.starts_with("connecting ")
                 || rest.starts_with("from TOC entry")
@@ -670,8 +905,13 @@ mod tests {
             exclude_table_data: vec!["app_private.big?".into()],
             snapshot: Some("00000003-0000001B-1".into()),
         };
-        let args = dump_args(&opts);
+        let args = dump_args(&opts, Part::PreDataAndData);
         assert!(args.contains(&"--compress=0".to_string()));
+        assert!(args.contains(&"--section=data".to_string()));
+        assert!(!args.contains(&"--section=post-data".to_string()));
+        let schema = dump_args(&opts, Part::Schema);
+        assert!(schema.contains(&"--section=post-data".to_string()));
+        assert!(!schema.contains(&"--section=data".to_string()));
         assert!(args.contains(&"--snapshot=00000003-0000001B-1".to_string()));
         assert!(args.contains(&"--schema=\"public\"".to_string()));
         assert!(args.contains(&"--schema=\"My.Schema\"".to_string()));

@@ -76,6 +76,9 @@ pub fn is_benign(error: &RestoreError) -> bool {
 /// A line-by-line parser, fed while pg_restore runs.
 #[derive(Debug, Default)]
 pub struct RestoreErrorParser {
+    /// `pg_restore --jobs`: workers interleave their `creating …` lines, so the `from TOC entry` line
+    /// that the failing worker prints right before its error names the object more reliably.
+    parallel: bool,
     /// The object from the latest `creating …` / `processing data …` line.
     current_object: Option<String>,
     /// The object from the latest `from TOC entry` line (used when no `creating` line named it).
@@ -86,6 +89,14 @@ pub struct RestoreErrorParser {
 impl RestoreErrorParser {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For the output of `pg_restore --jobs`.
+    pub fn parallel() -> Self {
+        RestoreErrorParser {
+            parallel: true,
+            ..Self::default()
+        }
     }
 
     /// Feeds one stderr line; for an error line, returns whether it is benign.
@@ -106,10 +117,16 @@ impl RestoreErrorParser {
             self.outcome.ignored_count = count.trim().parse().ok();
         } else if let Some(error) = rest.strip_prefix("error: ") {
             let message = server_message(error);
-            let object = self
-                .current_object
-                .clone()
-                .or_else(|| self.toc_object.clone());
+            let object = if self.parallel {
+                // Taken, so that a later error of another worker cannot inherit it.
+                self.toc_object
+                    .take()
+                    .or_else(|| self.current_object.clone())
+            } else {
+                self.current_object
+                    .clone()
+                    .or_else(|| self.toc_object.clone())
+            };
             let error = RestoreError { message, object };
             let benign = is_benign(&error);
             if benign {
@@ -290,6 +307,36 @@ pg_restore: warning: errors ignored on restore: 2
         );
         assert!(outcome.fatal.is_empty(), "{outcome:?}");
         assert_eq!(outcome.benign.len(), 2);
+    }
+
+    /// pg_restore 15 --jobs=2: worker lines interleave; the TOC entry before an error names its object.
+    #[test]
+    fn parallel_output_names_the_object_of_the_toc_entry() {
+        let mut parser = RestoreErrorParser::parallel();
+        for line in "pg_restore: launching item 3261 INDEX t_payload
+pg_restore: launching item 3270 POLICY t t_owner
+pg_restore: creating INDEX \"public.t_payload\"
+pg_restore: creating POLICY \"public.t t_owner\"
+pg_restore: from TOC entry 3270; 3256 16480 POLICY t t_owner su
+pg_restore: error: could not execute query: ERROR:  role \"owner\" does not exist
+Command was: CREATE POLICY t_owner ON public.t TO owner USING (true);
+pg_restore: finished item 3261 INDEX t_payload
+pg_restore: error: could not execute query: ERROR:  out of shared memory
+pg_restore: warning: errors ignored on restore: 2
+"
+        .lines()
+        {
+            parser.push_line(line);
+        }
+        let outcome = parser.finish();
+        assert_eq!(outcome.fatal.len(), 2, "{outcome:?}");
+        assert_eq!(outcome.fatal[0].object.as_deref(), Some("POLICY t t_owner"));
+        assert_eq!(outcome.fatal[0].message, "role \"owner\" does not exist");
+        // No TOC entry of its own: the latest object, as in a serial restore.
+        assert_eq!(
+            outcome.fatal[1].object.as_deref(),
+            Some("POLICY \"public.t t_owner\"")
+        );
     }
 
     #[test]
