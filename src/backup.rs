@@ -277,7 +277,7 @@ async fn verify(
     expected: &Manifest,
     selection: &Selection,
 ) -> Result<()> {
-    let actual = inspect::take_manifest(target, selection)
+    let actual = inspect::take_manifest_to_match(target, selection, expected)
         .await
         .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
     let mismatches: Vec<Mismatch> = expected

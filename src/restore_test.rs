@@ -337,7 +337,8 @@ async fn health_checks(url: &crate::secret::Secret, user_checks: &[HealthCheck])
 /// One check per schema, one per table (rows and checksum), one per object kind, from comparing the
 /// stored manifest with the same manifest taken on the test branch.
 async fn manifest_checks(sessions: &[&Client], expected: &Manifest) -> Vec<Check> {
-    let actual = match inspect::take_manifest(sessions, &Selection::of_manifest(expected)).await {
+    let selection = Selection::of_manifest(expected);
+    let actual = match inspect::take_manifest_to_match(sessions, &selection, expected).await {
         Ok(actual) => actual,
         Err(e) => return vec![Check::fail("tables readable", error_chain(&e))],
     };
@@ -635,7 +636,9 @@ fn output_failure(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::manifest::{ObjectCounts, TableFingerprint, TableKind, MANIFEST_FORMAT};
+    use crate::pg::manifest::{
+        ChecksumMethod, ObjectCounts, TableFingerprint, TableKind, MANIFEST_FORMAT,
+    };
 
     fn table(schema: &str, name: &str, rows: i64, kind: TableKind) -> TableFingerprint {
         TableFingerprint {
@@ -644,6 +647,7 @@ mod tests {
             kind,
             rows,
             checksum: format!("{rows}0"),
+            checksum_method: ChecksumMethod::Text,
             data_excluded: false,
         }
     }

@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use supaneon_sync::pg::content::{select, ContentPolicy, Selection, LEDGER_TABLES};
 use supaneon_sync::pg::inspect::{
     pin_session, read_manifest, server_major, store_manifest, take_manifest,
-    take_manifest_in_snapshot, InspectError, SourceSnapshot,
+    take_manifest_in_snapshot, take_manifest_to_match, InspectError, SourceSnapshot,
 };
-use supaneon_sync::pg::manifest::{Manifest, Mismatch};
+use supaneon_sync::pg::manifest::{ChecksumMethod, Manifest, Mismatch, MANIFEST_FORMAT};
 use supaneon_sync::pg::prepare::prepare_target;
 use supaneon_testkit::{test_majors, Cluster, ClusterOptions};
 use tokio_postgres::Client;
@@ -422,12 +422,47 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             newer.taken_at += chrono::Duration::seconds(1);
             store_manifest(&a, &newer).await.unwrap();
             assert_eq!(read_manifest(&a).await.unwrap(), Some(newer));
+            // Both checksum methods were exercised: the probe by its types, the fixture's enum tables by text.
+            let method = |schema, name| expected.table(schema, name).unwrap().checksum_method;
+            assert_eq!(method("public", "manifest_probe"), ChecksumMethod::Record, "PG{major}");
+            assert!(expected.tables.iter().any(|t| t.checksum_method == ChecksumMethod::Text), "PG{major}");
+
+            // A format-1 manifest (every checksum over the text form, no method recorded) is still read
+            // and a copy is checked the way it was taken.
+            let mut old = expected.clone();
+            old.taken_at += chrono::Duration::seconds(1);
+            let mut old_json = serde_json::to_value(&old).unwrap();
+            old_json["format"] = 1.into();
+            for t in old_json["tables"].as_array_mut().unwrap() {
+                t.as_object_mut().unwrap().remove("checksum_method");
+            }
+            // The text checksums of format 1, taken the way format 1 took them.
+            let text_only = take_manifest_to_match(&[&a], &selection, &serde_json::from_value(old_json.clone()).unwrap()).await.unwrap();
+            for (t, fp) in old_json["tables"].as_array_mut().unwrap().iter_mut().zip(&text_only.tables) {
+                assert_eq!(fp.checksum_method, ChecksumMethod::Text);
+                t["checksum"] = fp.checksum.clone().into();
+            }
             target.psql(
                 "neondb",
-                "INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES (now(), '{\"format\": 2}')",
+                &format!("INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES (now(), '{}')", old_json.to_string().replace('\'', "''")),
+            );
+            let old_read = read_manifest(&a).await.unwrap().expect("format-1 manifest");
+            assert!(old_read.tables.iter().all(|t| t.checksum_method == ChecksumMethod::Text));
+            let rechecked = take_manifest_to_match(&[&a, &b], &selection, &old_read).await.unwrap();
+            assert_eq!(old_read.compare(&rechecked), vec![], "PG{major}: a format-1 manifest no longer matches");
+            assert_ne!(
+                old_read.table("public", "manifest_probe").unwrap().checksum,
+                expected.table("public", "manifest_probe").unwrap().checksum,
+                "PG{major}: the two methods should give different values"
+            );
+
+            let unknown = MANIFEST_FORMAT + 1;
+            target.psql(
+                "neondb",
+                &format!("INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES (now(), '{{\"format\": {unknown}}}')"),
             );
             let err = read_manifest(&a).await.unwrap_err();
-            assert!(matches!(err, InspectError::ManifestFormat(2)), "{err:?}");
+            assert!(matches!(err, InspectError::ManifestFormat(f) if f == unknown), "{err:?}");
             // A restore test only has the stored manifest: the selection it implies reads the same.
             let implied = Selection::of_manifest(&stored);
             assert_eq!(implied.exclude_table_data, selection.exclude_table_data);
@@ -498,4 +533,86 @@ fn refused_extension_is_reported_and_a_stale_materialized_view_is_advisory() {
         );
         assert!(mismatches[0].is_advisory());
     });
+}
+
+/// Each table is hashed by its column types' own hash functions only when every type hashes its value
+/// (not an OID a restore renumbers, not through a case-insensitive collation); otherwise by text.
+#[test]
+fn checksum_methods_follow_the_column_types() {
+    for major in test_majors() {
+        let source = Cluster::start(ClusterOptions::new(major, "supabase_admin"));
+        source.psql(
+            "postgres",
+            "CREATE SCHEMA m; CREATE TYPE m.mood AS ENUM ('ok', 'meh'); CREATE DOMAIN m.positive AS int CHECK (VALUE > 0); \
+             CREATE TABLE m.plain (id int, name text, tags text[], at timestamptz, doc jsonb, n numeric, u uuid, ip inet); \
+             CREATE TABLE m.with_domain (id m.positive, ids m.positive[]); \
+             CREATE TABLE m.with_enum (id int, mood m.mood); \
+             CREATE TABLE m.with_enum_array (id int, moods m.mood[]); \
+             CREATE TABLE m.with_json (id int, doc json); \
+             CREATE TABLE m.with_point (id int, p point); \
+             CREATE TABLE m.dropped_json (id int, doc json); ALTER TABLE m.dropped_json DROP COLUMN doc; \
+             INSERT INTO m.plain SELECT g, 'n' || g, ARRAY['a', NULL], now(), '{\"a\": 1}', g / 3.0, gen_random_uuid(), '10.0.0.1' FROM generate_series(1, 50) g; \
+             INSERT INTO m.with_enum VALUES (1, 'ok'), (2, 'meh'); INSERT INTO m.with_json VALUES (1, '{}');",
+        );
+        let nondeterministic = source
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'",
+            )
+            .trim()
+            != "0";
+        if nondeterministic {
+            source.psql(
+                "postgres",
+                "CREATE COLLATION m.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false); \
+                 CREATE TABLE m.with_ci_text (id int, name text COLLATE m.ci);",
+            );
+        }
+        runtime().block_on(async {
+            let client = source.admin_client("postgres").await;
+            let selection = Selection {
+                schemas: vec!["m".into()],
+                ..Default::default()
+            };
+            let manifest = take_manifest(&[&client], &selection).await.unwrap();
+            let method = |name: &str| {
+                manifest
+                    .table("m", name)
+                    .unwrap_or_else(|| panic!("PG{major}: m.{name}"))
+                    .checksum_method
+            };
+            for name in ["plain", "with_domain", "dropped_json"] {
+                assert_eq!(method(name), ChecksumMethod::Record, "PG{major}: m.{name}");
+            }
+            for name in ["with_enum", "with_enum_array", "with_json", "with_point"] {
+                assert_eq!(method(name), ChecksumMethod::Text, "PG{major}: m.{name}");
+            }
+            if nondeterministic {
+                assert_eq!(
+                    method("with_ci_text"),
+                    ChecksumMethod::Text,
+                    "PG{major}: m.with_ci_text"
+                );
+            }
+            assert_eq!(manifest.table("m", "plain").unwrap().rows, 50);
+            assert_ne!(manifest.table("m", "with_enum").unwrap().checksum, "0");
+
+            // Told to match a manifest that used text, a table that could be hashed by type is hashed by text.
+            let mut as_text = manifest.clone();
+            for t in &mut as_text.tables {
+                t.checksum_method = ChecksumMethod::Text;
+            }
+            let matched = take_manifest_to_match(&[&client], &selection, &as_text)
+                .await
+                .unwrap();
+            assert_eq!(
+                matched.table("m", "plain").unwrap().checksum_method,
+                ChecksumMethod::Text
+            );
+            assert_ne!(
+                matched.table("m", "plain").unwrap().checksum,
+                manifest.table("m", "plain").unwrap().checksum
+            );
+        });
+    }
 }
