@@ -232,19 +232,22 @@ run_bare() {
   BARE_RSS=$(tail -1 "$W/bare.rss")
 }
 
-# Seconds since midnight of a tracing timestamp (2026-01-01T12:34:56.123456Z).
+# Phases of one backup-run, from our log: setup (preflight, Neon branch, schema archive, target
+# preparation), data (the stream), post-data (indexes and constraints, with the manifest and the early
+# table reads beside it), verify (what is left of it afterwards), finish. Seconds since midnight of a
+# tracing timestamp (2026-01-01T12:34:56.123456Z).
 phase_times() {
   awk '
     function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
-    / INFO starting /                        { start = ts($1) }
-    / INFO dumping /                         { dump = ts($1) }
-    / INFO restored /                        { restored = ts($1)
-                                               for (f = 1; f <= NF; f++) if ($f ~ /^seconds=/) pipe = substr($f, 9) }
-    / INFO the branch matches the manifest / { verified = ts($1) }
-    / INFO backup complete /                 { done = ts($1) }
+    /: starting$/                         { start = ts($1) }
+    /: dumping /                          { dump = ts($1) }
+    /: data restored /                    { data = ts($1) }
+    /: restored bytes=/                   { restored = ts($1) }
+    /: the branch matches the manifest /  { verified = ts($1) }
+    /: backup complete /                  { done = ts($1) }
     END {
-      if (!start || !dump || !restored || !verified || !done) { print "? ? ? ? ?"; exit }
-      printf "%.2f %.2f %.2f %.2f %.2f\n", dump - start, restored - dump, pipe, verified - restored, done - verified
+      if (!start || !dump || !data || !restored || !verified || !done) { print "? ? ? ? ?"; exit }
+      printf "%.2f %.2f %.2f %.2f %.2f\n", dump - start, data - dump, restored - data, verified - restored, done - verified
     }' "$1"
 }
 
@@ -279,7 +282,7 @@ run_tool() {
   TOOL_TREE_RSS=$(tail -1 "$W/tool.rss")
   TOOL_RSS=$hwm
   TOOL_CPU=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')
-  read -r PH_SETUP PH_PIPE PH_PIPE_OWN PH_VERIFY PH_FINISH < <(phase_times "$W/tool-$i.log")
+  read -r PH_SETUP PH_DATA PH_POST PH_VERIFY PH_FINISH < <(phase_times "$W/tool-$i.log")
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -288,7 +291,7 @@ med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 METHODS=(backup-run)
 declare -A BIN=([backup-run]=$TOOL)
 [[ -z $COMPARE ]] || { METHODS+=(compare); BIN[compare]=$COMPARE; }
-declare -A WALL RSS TREE CPU SETUP PIPE VERIFY FINISH
+declare -A WALL RSS TREE CPU SETUP DATA POST VERIFY FINISH
 ROWS=() BARE=''
 say "$RUNS alternating runs of each method"
 for i in $(seq "$RUNS"); do
@@ -302,10 +305,10 @@ for i in $(seq "$RUNS"); do
     prepare_run
     la=$(load1)
     run_tool "$i" "${BIN[$m]}"
-    ROWS+=("$(printf '%-3s %-11s %8s %10s %9s   load %s; our cpu %s s; setup %s, dump+restore %s (pipeline %s), verify %s, finish %s' \
-      "$i" "$m" "$TOOL_WALL" "$TOOL_TREE_RSS" "$TOOL_RSS" "$la" "$TOOL_CPU" "$PH_SETUP" "$PH_PIPE" "$PH_PIPE_OWN" "$PH_VERIFY" "$PH_FINISH")")
+    ROWS+=("$(printf '%-3s %-11s %8s %10s %9s   load %s; our cpu %s s; setup %s, data %s, post-data %s, verify %s, finish %s' \
+      "$i" "$m" "$TOOL_WALL" "$TOOL_TREE_RSS" "$TOOL_RSS" "$la" "$TOOL_CPU" "$PH_SETUP" "$PH_DATA" "$PH_POST" "$PH_VERIFY" "$PH_FINISH")")
     WALL[$m]+=" $TOOL_WALL" RSS[$m]+=" $TOOL_RSS" TREE[$m]+=" $TOOL_TREE_RSS" CPU[$m]+=" $TOOL_CPU"
-    SETUP[$m]+=" $PH_SETUP" PIPE[$m]+=" $PH_PIPE" VERIFY[$m]+=" $PH_VERIFY" FINISH[$m]+=" $PH_FINISH"
+    SETUP[$m]+=" $PH_SETUP" DATA[$m]+=" $PH_DATA" POST[$m]+=" $PH_POST" VERIFY[$m]+=" $PH_VERIFY" FINISH[$m]+=" $PH_FINISH"
     say "run $i $m: $TOOL_WALL s"
   done
 done
@@ -325,6 +328,6 @@ for m in "${METHODS[@]}"; do
   max_rss=$(tr ' ' '\n' <<<"${RSS[$m]}" | sort -n | tail -1)
   max_tree=$(tr ' ' '\n' <<<"${TREE[$m]}" | sort -n | tail -1)
   echo "$m: median wall $med_tool s, ratio $m / bare $(awk -v a="$med_bare" -v b="$med_tool" 'BEGIN { printf "%.3f", b / a }')"
-  echo "  median phases: setup (preflight, Neon branch, target preparation) $(med "${SETUP[$m]}") s, dump+restore $(med "${PIPE[$m]}") s, verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
+  echo "  median phases: setup (preflight, Neon branch, schema, target preparation) $(med "${SETUP[$m]}") s, data $(med "${DATA[$m]}") s, post-data with manifest and table reads $(med "${POST[$m]}") s, rest of verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
   echo "  peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
 done

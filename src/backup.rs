@@ -201,28 +201,46 @@ async fn take_backup(
     tracing::info!(bytes = streamed.bytes, sha256 = %streamed.sha256, seconds = streamed.duration.as_secs_f64(), "data restored");
 
     // 5. While the branch builds its indexes (the longest part after the rows, and all on Neon's side),
-    // the idle source takes the manifest in the dump's snapshot.
+    // the idle source takes the manifest in the dump's snapshot, then the branch's tables, whose rows
+    // are all in, are read for verification.
     let manifest_session = conn::connect(&source_spec, APP_NAME)
         .await
         .map_err(|e| source_unreachable(&e))?;
-    let manifest_sessions = [&manifest_session];
-    let (manifest, post) = tokio::join!(
-        inspect::take_manifest_in_snapshot(&manifest_sessions, snapshot.id(), &selection),
+    // A second session halves the wall time of reading every table (helper measurement: 5.5 s → 3 s).
+    let second = conn::connect(&target_spec, APP_NAME)
+        .await
+        .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
+    let target_sessions = [&target, &second];
+    let manifest_then_tables = async {
+        let manifest =
+            inspect::take_manifest_in_snapshot(&[&manifest_session], snapshot.id(), &selection)
+                .await
+                .map_err(|e| source_query(e, "taking the manifest"))?;
+        let known = inspect::fingerprint_tables_to_match(&target_sessions, &selection, &manifest)
+            .await
+            .map_err(|e| {
+                target_failure("reading the restored branch for verification failed", e)
+            })?;
+        Ok::<_, Error>((manifest, known))
+    };
+    let post_data = async {
         pipeline::restore_post_data(
             &pg_tools,
             &target_spec,
             &schema,
             pipeline::POST_DATA_JOBS,
-            cancel
-        ),
-    );
-    let post = post.map_err(|e| {
-        restore_failure(
-            "the indexes, constraints or policies could not be restored into the branch",
-            e,
+            cancel,
         )
-    })?;
-    let manifest = manifest.map_err(|e| source_query(e, "taking the manifest"))?;
+        .await
+        .map_err(|e| {
+            restore_failure(
+                "the indexes, constraints or policies could not be restored into the branch",
+                e,
+            )
+        })
+    };
+    // The first failure ends the step: the other half is dropped (and pg_restore killed).
+    let ((manifest, known), post) = tokio::try_join!(manifest_then_tables, post_data)?;
     // The snapshot had to outlive every pg_dump and the manifest's import; now it may end.
     drop(snapshot.finish().await);
     drop(manifest_session);
@@ -230,13 +248,17 @@ async fn take_backup(
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     drop(group);
 
-    // 6. Verify the branch against the manifest, then keep the manifest in the branch.
+    // 6. Verify the branch against the manifest (the tables were read above; materialized views and
+    // object counts now that pg_restore is done), then keep the manifest in the branch.
     let group = actions.group("verify");
-    // A second session halves the wall time of reading every table (helper measurement: 5.5 s → 3 s).
-    let second = conn::connect(&target_spec, APP_NAME)
-        .await
-        .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
-    verify(config.verify, &[&target, &second], &manifest, &selection).await?;
+    verify(
+        config.verify,
+        &target_sessions,
+        &manifest,
+        &selection,
+        &known,
+    )
+    .await?;
     drop(second);
     inspect::store_manifest(&target, &manifest)
         .await
@@ -276,8 +298,9 @@ async fn verify(
     target: &[&Client],
     expected: &Manifest,
     selection: &Selection,
+    known: &inspect::KnownChecksums,
 ) -> Result<()> {
-    let actual = inspect::take_manifest_to_match(target, selection, expected)
+    let actual = inspect::take_manifest_to_match_with(target, selection, expected, known)
         .await
         .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
     let mismatches: Vec<Mismatch> = expected

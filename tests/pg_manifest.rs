@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 
 use supaneon_sync::pg::content::{select, ContentPolicy, Selection, LEDGER_TABLES};
 use supaneon_sync::pg::inspect::{
-    pin_session, read_manifest, server_major, store_manifest, take_manifest,
-    take_manifest_in_snapshot, take_manifest_to_match, InspectError, SourceSnapshot,
+    fingerprint_tables_to_match, pin_session, read_manifest, server_major, store_manifest,
+    take_manifest, take_manifest_in_snapshot, take_manifest_to_match, take_manifest_to_match_with,
+    InspectError, SourceSnapshot,
 };
 use supaneon_sync::pg::manifest::{ChecksumMethod, Manifest, Mismatch, MANIFEST_FORMAT};
 use supaneon_sync::pg::prepare::prepare_target;
@@ -401,6 +402,17 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
                 mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
             assert_eq!(expected.tables, actual.tables, "PG{major}");
             assert_eq!(actual.table("public", "manifest_probe").unwrap().rows, 500);
+
+            // Tables read ahead (as backup-run does while indexes build) give the same manifest, and
+            // the manifest really takes them from the early read: a wrong early value is caught.
+            let mut known = fingerprint_tables_to_match(&[&a, &b], &selection, &expected).await.unwrap();
+            assert!(known.contains_key(&("public".to_string(), "manifest_probe".to_string())), "PG{major}: {known:?}");
+            assert!(!known.contains_key(&("public".to_string(), "todo_stats".to_string())), "PG{major}: materialized views are read last");
+            let with_known = take_manifest_to_match_with(&[&a], &selection, &expected, &known).await.unwrap();
+            assert_eq!(expected.compare(&with_known), vec![], "PG{major}");
+            known.get_mut(&("public".to_string(), "manifest_probe".to_string())).unwrap().1 = "12345".into();
+            let wrong = take_manifest_to_match_with(&[&a], &selection, &expected, &known).await.unwrap();
+            assert_eq!(expected.compare(&wrong), vec![Mismatch::Checksum { table: "public.manifest_probe".into() }], "PG{major}");
             // Ledger data stayed behind; their structure came along.
             for ledger in LEDGER_TABLES {
                 let count = |c: &Cluster, db: &str| c.psql(db, &format!("SELECT count(*) FROM {ledger}")).trim().to_string();

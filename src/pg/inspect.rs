@@ -189,7 +189,7 @@ impl SourceSnapshot {
             begin_all(helpers, &import, &mut opened).await?;
             let mut workers = vec![&self.client];
             workers.extend_from_slice(helpers);
-            manifest_in_transaction(&workers, selection, None).await
+            manifest_in_transaction(&workers, selection, None, &KnownChecksums::new()).await
         }
         .await;
         close_all(&opened, result).await
@@ -224,7 +224,7 @@ pub async fn take_manifest_in_snapshot(
     let mut opened = Vec::new();
     let result = async {
         begin_all(clients, &import, &mut opened).await?;
-        manifest_in_transaction(clients, selection, None).await
+        manifest_in_transaction(clients, selection, None, &KnownChecksums::new()).await
     }
     .await;
     close_all(&opened, result).await
@@ -237,7 +237,7 @@ pub async fn take_manifest(
     clients: &[&Client],
     selection: &Selection,
 ) -> Result<Manifest, InspectError> {
-    manifest_in_own_snapshot(clients, selection, None).await
+    manifest_in_own_snapshot(clients, selection, None, &KnownChecksums::new()).await
 }
 
 /// Like [`take_manifest`], for comparing a restored copy (the backup branch, a restore test) with
@@ -247,13 +247,25 @@ pub async fn take_manifest_to_match(
     selection: &Selection,
     expected: &Manifest,
 ) -> Result<Manifest, InspectError> {
-    manifest_in_own_snapshot(clients, selection, Some(expected)).await
+    manifest_in_own_snapshot(clients, selection, Some(expected), &KnownChecksums::new()).await
+}
+
+/// Like [`take_manifest_to_match`], taking the tables in `known` (from
+/// [`fingerprint_tables_to_match`]) as read.
+pub async fn take_manifest_to_match_with(
+    clients: &[&Client],
+    selection: &Selection,
+    expected: &Manifest,
+    known: &KnownChecksums,
+) -> Result<Manifest, InspectError> {
+    manifest_in_own_snapshot(clients, selection, Some(expected), known).await
 }
 
 async fn manifest_in_own_snapshot(
     clients: &[&Client],
     selection: &Selection,
     expected: Option<&Manifest>,
+    known: &KnownChecksums,
 ) -> Result<Manifest, InspectError> {
     let Some((first, rest)) = clients.split_first() else {
         return Err(InspectError::unexpected(
@@ -273,7 +285,7 @@ async fn manifest_in_own_snapshot(
             let id = export_snapshot(first).await?;
             begin_all(rest, &import_snapshot_sql(&id)?, &mut opened).await?;
         }
-        manifest_in_transaction(clients, selection, expected).await
+        manifest_in_transaction(clients, selection, expected, known).await
     }
     .await;
     close_all(&opened, result).await
@@ -352,20 +364,109 @@ struct Relation {
     pages: i64,
     /// Every column type can be hashed by [`ChecksumMethod::Record`].
     record_hashable: bool,
+    /// Its rows are still to be read (set when planning).
+    read: bool,
 }
+
+/// Checksums already taken of a restored copy's tables, by (schema, name), with the method used.
+/// See [`fingerprint_tables_to_match`].
+pub type KnownChecksums = BTreeMap<(String, String), (i64, String, ChecksumMethod)>;
 
 /// The manifest, read by `workers` that are all inside transactions sharing one snapshot.
 /// Catalog queries run on the first; tables are fingerprinted on all of them. With `expected`, each
-/// table is hashed by the method `expected` used for it.
+/// table is hashed by the method `expected` used for it; tables in `known` are not read again.
 async fn manifest_in_transaction(
     workers: &[&Client],
     selection: &Selection,
     expected: Option<&Manifest>,
+    known: &KnownChecksums,
 ) -> Result<Manifest, InspectError> {
     let catalog = workers[0];
     let source_server_version = server_version(catalog).await?;
     let schemas = existing_schemas(catalog, &selection.schemas).await?;
     let relations = relations(catalog, &schemas, &selection.exclude_tables).await?;
+    let objects = object_counts(catalog, &schemas, &selection.exclude_tables).await?;
+    let mut tables = plan_fingerprints(relations, selection, expected);
+    for (fp, rel) in &mut tables {
+        if let Some((rows, checksum, method)) = known.get(&(fp.schema.clone(), fp.name.clone())) {
+            if *method == fp.checksum_method && rel.kind == TableKind::Table {
+                fp.rows = *rows;
+                fp.checksum = checksum.clone();
+                rel.read = false;
+            }
+        }
+    }
+    read_fingerprints(workers, &mut tables).await?;
+    Ok(Manifest {
+        format: MANIFEST_FORMAT,
+        taken_at: Utc::now(),
+        source_server_version,
+        schemas,
+        tables: tables.into_iter().map(|(fp, _)| fp).collect(),
+        objects,
+    })
+}
+
+/// Row counts and checksums of the tables (not materialized views) of a restored copy, each hashed the
+/// way `expected` hashed it, for [`take_manifest_to_match_with`].
+///
+/// Unlike a manifest this reads without a shared snapshot, one autocommit statement per table, so
+/// it can run while pg_restore builds indexes and adds constraints: rows are no longer written then,
+/// and a statement holds its table's lock only while it reads. A constraint being added (an exclusive
+/// lock) makes the read wait instead of failing, however long the index build takes.
+pub async fn fingerprint_tables_to_match(
+    clients: &[&Client],
+    selection: &Selection,
+    expected: &Manifest,
+) -> Result<KnownChecksums, InspectError> {
+    let Some(catalog) = clients.first() else {
+        return Err(InspectError::unexpected(
+            "fingerprint_tables_to_match",
+            "no connection given",
+        ));
+    };
+    for client in clients {
+        pin_session(*client).await?;
+        client
+            .batch_execute("SET lock_timeout = 0")
+            .await
+            .map_err(InspectError::query("pinning the session settings"))?;
+    }
+    let schemas = existing_schemas(catalog, &selection.schemas).await?;
+    let relations = relations(catalog, &schemas, &selection.exclude_tables).await?;
+    let mut tables = plan_fingerprints(relations, selection, Some(expected));
+    for (_, rel) in &mut tables {
+        // Materialized views are refreshed by pg_restore's last steps: read with the manifest.
+        rel.read &= rel.kind == TableKind::Table;
+    }
+    read_fingerprints(clients, &mut tables).await?;
+    let result = tables
+        .into_iter()
+        .filter(|(_, rel)| rel.read)
+        .map(|(fp, _)| {
+            (
+                (fp.schema, fp.name),
+                (fp.rows, fp.checksum, fp.checksum_method),
+            )
+        })
+        .collect();
+    // Back to the pinned lock timeout for whatever the sessions do next.
+    for client in clients {
+        client
+            .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+            .await
+            .map_err(InspectError::query("pinning the session settings"))?;
+    }
+    Ok(result)
+}
+
+/// One fingerprint to fill per relation, with its checksum method chosen; `read` set for those that
+/// have rows to read.
+fn plan_fingerprints(
+    relations: Vec<Relation>,
+    selection: &Selection,
+    expected: Option<&Manifest>,
+) -> Vec<(TableFingerprint, Relation)> {
     let expected_methods: BTreeMap<(&str, &str), ChecksumMethod> = expected
         .map(|m| {
             m.tables
@@ -374,38 +475,49 @@ async fn manifest_in_transaction(
                 .collect()
         })
         .unwrap_or_default();
-    let objects = object_counts(catalog, &schemas, &selection.exclude_tables).await?;
+    relations
+        .into_iter()
+        .map(|mut rel| {
+            let qualified = format!("{}.{}", rel.schema, rel.name);
+            let data_excluded =
+                rel.kind == TableKind::Table && selection.exclude_table_data.contains(&qualified);
+            // A method the types here cannot take falls back to text: the checksums then differ and
+            // the table is reported, instead of the read failing.
+            let checksum_method =
+                match expected_methods.get(&(rel.schema.as_str(), rel.name.as_str())) {
+                    Some(ChecksumMethod::Text) => ChecksumMethod::Text,
+                    Some(ChecksumMethod::Record) | None if rel.record_hashable => {
+                        ChecksumMethod::Record
+                    }
+                    _ => ChecksumMethod::Text,
+                };
+            rel.read = !data_excluded && rel.populated;
+            let fp = TableFingerprint {
+                schema: rel.schema.clone(),
+                name: rel.name.clone(),
+                kind: rel.kind,
+                rows: 0,
+                checksum: String::new(),
+                checksum_method,
+                data_excluded,
+            };
+            (fp, rel)
+        })
+        .collect()
+}
 
-    let mut tables = Vec::with_capacity(relations.len());
-    let mut to_read = Vec::new();
-    for rel in relations {
-        let qualified = format!("{}.{}", rel.schema, rel.name);
-        let data_excluded =
-            rel.kind == TableKind::Table && selection.exclude_table_data.contains(&qualified);
-        // A method the types here cannot take falls back to text: the checksums then differ and the
-        // table is reported, instead of the read failing.
-        let checksum_method = match expected_methods.get(&(rel.schema.as_str(), rel.name.as_str()))
-        {
-            Some(ChecksumMethod::Text) => ChecksumMethod::Text,
-            Some(ChecksumMethod::Record) | None if rel.record_hashable => ChecksumMethod::Record,
-            _ => ChecksumMethod::Text,
-        };
-        let fp = TableFingerprint {
-            schema: rel.schema.clone(),
-            name: rel.name.clone(),
-            kind: rel.kind,
-            rows: 0,
-            checksum: String::new(),
-            checksum_method,
-            data_excluded,
-        };
-        if !data_excluded && rel.populated {
-            to_read.push((tables.len(), rel.pages));
-        }
-        tables.push((fp, rel));
-    }
-
-    // Share the tables out: largest first, each to the least-loaded connection.
+/// Fills in rows and checksum of every planned relation marked `read`, shared out between `workers`:
+/// largest first, each to the least-loaded connection.
+async fn read_fingerprints(
+    workers: &[&Client],
+    tables: &mut [(TableFingerprint, Relation)],
+) -> Result<(), InspectError> {
+    let mut to_read: Vec<(usize, i64)> = tables
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, rel))| rel.read)
+        .map(|(i, (_, rel))| (i, rel.pages))
+        .collect();
     to_read.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut shares: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); workers.len()];
     for (index, pages) in to_read {
@@ -416,9 +528,10 @@ async fn manifest_in_transaction(
         lightest.0 += pages.max(1);
         lightest.1.push(index);
     }
+    let planned: &[(TableFingerprint, Relation)] = tables;
     let readers = workers.iter().zip(&shares).map(|(client, (_, indexes))| {
         let jobs = indexes.iter().map(|&i| {
-            let (fp, rel) = &tables[i];
+            let (fp, rel) = &planned[i];
             async move {
                 fingerprint(client, &rel.schema, &rel.name, fp.checksum_method)
                     .await
@@ -430,20 +543,11 @@ async fn manifest_in_transaction(
     });
     let results: Vec<(usize, (i64, String))> =
         try_join_all(readers).await?.into_iter().flatten().collect();
-    let mut tables: Vec<TableFingerprint> = tables.into_iter().map(|(fp, _)| fp).collect();
     for (i, (rows, checksum)) in results {
-        tables[i].rows = rows;
-        tables[i].checksum = checksum;
+        tables[i].0.rows = rows;
+        tables[i].0.checksum = checksum;
     }
-
-    Ok(Manifest {
-        format: MANIFEST_FORMAT,
-        taken_at: Utc::now(),
-        source_server_version,
-        schemas,
-        tables,
-        objects,
-    })
+    Ok(())
 }
 
 /// Row count and order-independent checksum of one table (`FROM ONLY`: partitions and inheritance
@@ -539,6 +643,7 @@ async fn relations(
             populated: r.get(3),
             pages: r.get(4),
             record_hashable: false,
+            read: false,
         })
         .collect();
     let hashable = record_hashable(client, schemas).await?;
