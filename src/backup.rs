@@ -191,18 +191,52 @@ async fn take_backup(
     }
     drop(group);
 
-    // 4. The rows stream into the branch. Nothing else reads the source meanwhile: on a small
-    // Supabase instance the dump has the CPU to itself.
+    // 4. The rows stream into the branch, large indexes are built as soon as their table is in, then
+    // pg_restore adds the remaining indexes, constraints, triggers and policies in parallel. Nothing
+    // else reads the source while it streams: on a small Supabase instance the dump has the CPU to itself.
     let group = actions.group("dump and restore");
-    let streamed =
-        pipeline::stream_data(&pg_tools, &source_spec, &target_spec, &opts, cancel.clone())
-            .await
-            .map_err(|e| restore_failure("the dump could not be restored into the branch", e))?;
-    tracing::info!(bytes = streamed.bytes, sha256 = %streamed.sha256, seconds = streamed.duration.as_secs_f64(), "data restored");
+    let early = inspect::early_indexes(snapshot.client(), &selection, EARLY_INDEX_PAGES)
+        .await
+        .map_err(|e| source_query(e, "listing the large indexes"))?;
+    let (rows_in_tx, mut rows_in) = tokio::sync::watch::channel(false);
+    let restore = async {
+        let early = pipeline::EarlyIndexes {
+            schema: &schema,
+            indexes: early,
+        };
+        let streamed = pipeline::stream_data(
+            &pg_tools,
+            &source_spec,
+            &target_spec,
+            &opts,
+            Some(early),
+            Some(&rows_in_tx),
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| restore_failure("the dump could not be restored into the branch", e))?;
+        tracing::info!(bytes = streamed.bytes, sha256 = %streamed.sha256, seconds = streamed.duration.as_secs_f64(), "data restored");
+        let post = pipeline::restore_post_data(
+            &pg_tools,
+            &target_spec,
+            &schema,
+            pipeline::POST_DATA_JOBS,
+            &streamed.early_built,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| {
+            restore_failure(
+                "the indexes, constraints or policies could not be restored into the branch",
+                e,
+            )
+        })?;
+        Ok::<_, Error>(streamed.with_post_data(post))
+    };
 
-    // 5. While the branch builds its indexes (the longest part after the rows, and all on Neon's side),
-    // the idle source takes the manifest in the dump's snapshot, then the branch's tables, whose rows
-    // are all in, are read for verification.
+    // 5. Once the rows are in, while the branch builds indexes (the longest part after the rows, and
+    // all on Neon's side), the idle source takes the manifest in the dump's snapshot, then the branch's
+    // tables are read for verification.
     let manifest_session = conn::connect(&source_spec, APP_NAME)
         .await
         .map_err(|e| source_unreachable(&e))?;
@@ -211,7 +245,11 @@ async fn take_backup(
         .await
         .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
     let target_sessions = [&target, &second];
-    let manifest_then_tables = async {
+    let checks = async {
+        // If the stream fails, `restore` returns its error and this is dropped unfinished.
+        if rows_in.wait_for(|in_| *in_).await.is_err() {
+            std::future::pending::<()>().await;
+        }
         let manifest =
             inspect::take_manifest_in_snapshot(&[&manifest_session], snapshot.id(), &selection)
                 .await
@@ -223,28 +261,11 @@ async fn take_backup(
             })?;
         Ok::<_, Error>((manifest, known))
     };
-    let post_data = async {
-        pipeline::restore_post_data(
-            &pg_tools,
-            &target_spec,
-            &schema,
-            pipeline::POST_DATA_JOBS,
-            cancel,
-        )
-        .await
-        .map_err(|e| {
-            restore_failure(
-                "the indexes, constraints or policies could not be restored into the branch",
-                e,
-            )
-        })
-    };
-    // The first failure ends the step: the other half is dropped (and pg_restore killed).
-    let ((manifest, known), post) = tokio::try_join!(manifest_then_tables, post_data)?;
+    // The first failure ends the step: the other half is dropped (and its children killed).
+    let (piped, (manifest, known)) = tokio::try_join!(restore, checks)?;
     // The snapshot had to outlive every pg_dump and the manifest's import; now it may end.
     drop(snapshot.finish().await);
     drop(manifest_session);
-    let piped = streamed.with_post_data(post);
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     drop(group);
 
@@ -289,6 +310,10 @@ async fn take_backup(
         notes,
     })
 }
+
+/// Indexes from this size on the source (8 MiB) are built while other tables stream; smaller ones
+/// are quicker in the parallel post-data restore than a pg_restore process of their own.
+const EARLY_INDEX_PAGES: i64 = 1024;
 
 const INCOMPLETE: &str =
     "no complete backup was made by this run; the branch keeps its -incomplete name and is deleted";

@@ -12,7 +12,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use supaneon_sync::pg::conn::{connect, ConnError, ConnSpec, SslMode};
-use supaneon_sync::pg::pipeline::{dump_and_restore, DumpOptions, PipelineError};
+use supaneon_sync::pg::content::Selection;
+use supaneon_sync::pg::inspect::early_indexes;
+use supaneon_sync::pg::pipeline::{
+    dump_and_restore, dump_schema, restore_post_data, stream_data, DumpOptions, EarlyIndexes,
+    PipelineError, POST_DATA_JOBS,
+};
 use supaneon_sync::pg::tools::{find_tools, PgTools, ToolsError};
 use supaneon_sync::secret::Secret;
 use supaneon_testkit::{pg_bin_dir, process_alive, test_majors, Cluster, ClusterOptions};
@@ -747,4 +752,109 @@ async fn the_source_going_away_mid_dump_fails_clearly() {
         );
         assert_no_secret(&pair.secrets(), &[text]);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Early index builds.
+
+/// A large plain index is built while a later table still streams; the post-data restore skips it and
+/// restores everything else (the other indexes, the constraints, the comment on the early index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_indexes_are_built_while_later_tables_stream() {
+    log_buffer();
+    let major = test_majors()[0];
+    let pair = Pair::start(major);
+    let tools = tools_for(major);
+    let early_sql = format!(
+        "{APP_SQL}
+         CREATE INDEX events_payload ON app_private.events USING gin (payload);
+         CREATE INDEX profiles_name ON public.profiles (\"Display.Name\");
+         COMMENT ON INDEX app_private.events_payload IS 'index comments are kept';
+         {BULK_SQL}"
+    );
+    let source = pair.source_db("early", &early_sql);
+    pair.source.psql("early", "VACUUM ANALYZE");
+    let target = pair.target_db("early_target");
+    let selection = Selection {
+        schemas: vec!["app_private".into(), "public".into()],
+        ..Selection::default()
+    };
+    let client = connect(&source, "test").await.unwrap();
+    let indexes = early_indexes(&client, &selection, 0).await.unwrap();
+    let oid_of = |name: &str| -> u32 {
+        pair.source
+            .psql("early", &format!("SELECT '{name}'::regclass::oid"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let payload = oid_of("app_private.events_payload");
+    let listed: Vec<u32> = indexes.iter().map(|i| i.oid).collect();
+    assert!(listed.contains(&payload), "{indexes:?}");
+    assert!(
+        listed.contains(&oid_of("public.profiles_name")),
+        "{indexes:?}"
+    );
+    assert!(
+        !listed.contains(&oid_of("public.bulk_pkey")),
+        "constraints stay with the post-data restore: {indexes:?}"
+    );
+    assert!(early_indexes(&client, &selection, i64::from(i32::MAX))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let opts = schemas(&["app_private", "public"]);
+    let schema = dump_schema(&tools, &source, &opts, never_cancelled())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", captured_logs()));
+    let (rows_in_tx, rows_in) = watch::channel(false);
+    let early = EarlyIndexes {
+        schema: &schema,
+        indexes,
+    };
+    let streamed = stream_data(
+        &tools,
+        &source,
+        &target,
+        &opts,
+        Some(early),
+        Some(&rows_in_tx),
+        never_cancelled(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", captured_logs()));
+    assert!(*rows_in.borrow(), "the rows-in signal was sent");
+    // app_private.events is loaded first; public.bulk, loaded after it, takes long enough.
+    assert!(
+        streamed.early_built.contains(&payload),
+        "{:?}\n{}",
+        streamed.early_built,
+        captured_logs()
+    );
+    let post = restore_post_data(
+        &tools,
+        &target,
+        &schema,
+        POST_DATA_JOBS,
+        &streamed.early_built,
+        never_cancelled(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", captured_logs()));
+    assert!(post.duration > Duration::ZERO);
+
+    let catalog = "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname IN ('events_payload', 'profiles_name', 'bulk_pkey', 'profiles_pkey', 'events_pkey'))
+          + 10 * (SELECT count(*) FROM pg_constraint WHERE conname = 'events_profile_id_fkey')
+          + 100 * (SELECT count(*) FROM pg_description WHERE description = 'index comments are kept');";
+    assert_eq!(count(&pair.target, "early_target", catalog), 115);
+    assert_eq!(
+        count(
+            &pair.target,
+            "early_target",
+            "SELECT count(*) FROM public.bulk;"
+        ),
+        200000
+    );
+    assert_no_secret(&pair.secrets(), &[]);
 }

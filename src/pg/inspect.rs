@@ -708,6 +708,46 @@ async fn record_hashable(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Plain indexes (backing no constraint) of plain tables in `selection`, at least `min_pages` large on
+/// the source, largest first: worth building while the rows of other tables still stream (see
+/// [`crate::pg::pipeline::stream_data`]). Constraints stay with the post-data restore, which knows
+/// their dependencies; partitions too (their indexes attach to the parent's).
+pub async fn early_indexes(
+    client: &Client,
+    selection: &Selection,
+    min_pages: i64,
+) -> Result<Vec<crate::pg::pipeline::EarlyIndex>, InspectError> {
+    let rows = client
+        .query(
+            "SELECT x.indexrelid::pg_catalog.oid, n.nspname::text || '.' || t.relname::text \
+             FROM pg_catalog.pg_index x \
+             JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_catalog.pg_class t ON t.oid = x.indrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+             WHERE n.nspname = ANY($1::text[]) AND t.relkind = 'r' AND NOT t.relispartition \
+               AND i.relpages::int8 >= $2 \
+               AND (n.nspname::text || '.' || t.relname::text) <> ALL($3::text[]) \
+               AND (n.nspname::text || '.' || t.relname::text) <> ALL($4::text[]) \
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = x.indexrelid) \
+             ORDER BY i.relpages DESC, 1",
+            &[
+                &selection.schemas,
+                &min_pages,
+                &selection.exclude_tables,
+                &selection.exclude_table_data,
+            ],
+        )
+        .await
+        .map_err(InspectError::query("listing the large indexes"))?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::pg::pipeline::EarlyIndex {
+            oid: r.get(0),
+            table: r.get(1),
+        })
+        .collect())
+}
+
 /// Counts of policies, functions, triggers, views, materialized views, sequences, indexes and table
 /// constraints in `schemas` that pg_dump would dump: extension members and objects of excluded
 /// tables are left out.

@@ -99,6 +99,8 @@ pub struct PipelineReport {
     /// Errors pg_restore reported that the allow-list accepts.
     pub benign: Vec<RestoreError>,
     pub dump_stderr_lines: usize,
+    /// Source OIDs of the indexes built while the rows streamed; [`restore_post_data`] skips them.
+    pub early_built: Vec<u32>,
 }
 
 impl PipelineReport {
@@ -118,6 +120,26 @@ pub struct SchemaArchive {
     file: File,
     pub bytes: u64,
     pub sha256: String,
+    /// Its table of contents as `pg_restore --list` prints it, one entry per line.
+    toc: Vec<String>,
+}
+
+/// An index worth building while the rows of other tables still stream: a plain index (no
+/// constraint) of a plain table, large on the source. Found by
+/// [`crate::pg::inspect::early_indexes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyIndex {
+    /// The index's OID on the source, as the archive's table of contents names it.
+    pub oid: u32,
+    /// Its table as pg_restore names it while loading it: `schema.name`.
+    pub table: String,
+}
+
+/// Indexes to build as soon as their table's rows are in, from `schema`.
+pub struct EarlyIndexes<'a> {
+    pub schema: &'a SchemaArchive,
+    /// Largest first: they are built in this order.
+    pub indexes: Vec<EarlyIndex>,
 }
 
 /// What the post-data restore reports.
@@ -314,8 +336,16 @@ pub async fn dump_and_restore(
     cancel: CancelSignal,
 ) -> Result<PipelineReport, PipelineError> {
     let schema = dump_schema(tools, source, opts, cancel.clone()).await?;
-    let streamed = stream_data(tools, source, target, opts, cancel.clone()).await?;
-    let post = restore_post_data(tools, target, &schema, POST_DATA_JOBS, cancel).await?;
+    let streamed = stream_data(tools, source, target, opts, None, None, cancel.clone()).await?;
+    let post = restore_post_data(
+        tools,
+        target,
+        &schema,
+        POST_DATA_JOBS,
+        &streamed.early_built,
+        cancel,
+    )
+    .await?;
     Ok(streamed.with_post_data(post))
 }
 
@@ -344,6 +374,7 @@ pub async fn dump_schema(
         "pg_dump",
         dump.stderr.take().expect("stderr is piped"),
         None,
+        None,
     );
     let status = tokio::select! {
         st = dump.wait() => st.map_err(PipelineError::SchemaArchive)?,
@@ -361,8 +392,10 @@ pub async fn dump_schema(
         });
     }
     let (bytes, sha256) = digest(&file).map_err(PipelineError::SchemaArchive)?;
+    let toc = list_toc(tools, &file, &mut cancel).await?;
     tracing::info!(
         bytes,
+        entries = toc.len(),
         "schema archive: {} of definitions held in memory",
         human_bytes(bytes)
     );
@@ -370,7 +403,90 @@ pub async fn dump_schema(
         file,
         bytes,
         sha256,
+        toc,
     })
+}
+
+/// `pg_restore --list` of the in-memory archive: its entries, without the comment lines.
+async fn list_toc(
+    tools: &PgTools,
+    file: &File,
+    cancel: &mut CancelSignal,
+) -> Result<Vec<String>, PipelineError> {
+    let stdin = file.try_clone().map_err(PipelineError::SchemaArchive)?;
+    let mut list = spawn(
+        "pg_restore",
+        &tools.pg_restore,
+        &["--list".to_string(), "/proc/self/fd/0".to_string()],
+        Vec::new(),
+        Stdio::from(stdin),
+        Stdio::piped(),
+    )?;
+    let mut out = list.stdout.take().expect("stdout is piped");
+    let list_err = drain_stderr(
+        "pg_restore",
+        list.stderr.take().expect("stderr is piped"),
+        None,
+        None,
+    );
+    let mut text = String::new();
+    let read = async {
+        out.read_to_string(&mut text).await?;
+        list.wait().await
+    };
+    let status = tokio::select! {
+        st = read => st.map_err(PipelineError::SchemaArchive)?,
+        _ = cancelled(cancel) => {
+            kill(&mut list).await;
+            return Err(PipelineError::Cancelled);
+        }
+    };
+    let summary = list_err.await;
+    if !status.success() {
+        return Err(PipelineError::Restore {
+            errors: Vec::new(),
+            status: status.to_string(),
+            stderr_tail: summary.tail,
+        });
+    }
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .map(String::from)
+        .collect())
+}
+
+/// The source OID of a plain `INDEX` entry of a `pg_restore --list` line
+/// (`3261; 1259 16480 INDEX public t_payload owner`); `None` for every other kind of entry.
+fn toc_index_oid(line: &str) -> Option<u32> {
+    let (_, rest) = line.split_once("; ")?;
+    let mut words = rest.splitn(4, ' ');
+    let (_class, oid, desc) = (words.next()?, words.next()?, words.next()?);
+    (desc == "INDEX").then(|| oid.parse().ok()).flatten()
+}
+
+/// A `--use-list` file in memory, for pg_restore to read through our `/proc` entry.
+struct ListFile(File);
+
+impl ListFile {
+    fn new<'a>(lines: impl Iterator<Item = &'a str>) -> Result<ListFile, PipelineError> {
+        use std::io::Write;
+        let mut file = memfd("supaneon-sync-list").map_err(PipelineError::SchemaArchive)?;
+        for line in lines {
+            writeln!(file, "{line}").map_err(PipelineError::SchemaArchive)?;
+        }
+        Ok(ListFile(file))
+    }
+
+    /// Our own descriptor through /proc: the child (same user) opens it afresh, from the start.
+    fn arg(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!(
+            "--use-list=/proc/{}/fd/{}",
+            std::process::id(),
+            self.0.as_raw_fd()
+        )
+    }
 }
 
 /// An anonymous file in memory, closed on exec (children get it only as a redirected stdio).
@@ -401,23 +517,66 @@ fn digest(file: &File) -> std::io::Result<(u64, String)> {
     Ok((offset, hex::encode(hasher.finalize())))
 }
 
-/// Restores the post-data section of `schema` into `target` with `jobs` parallel pg_restore workers.
-/// Run it after [`stream_data`] has loaded the rows.
+/// Restores the post-data section of `schema` into `target` with `jobs` parallel pg_restore workers,
+/// but for the indexes in `skip` (built early, see [`stream_data`]). Run it after [`stream_data`] has
+/// loaded the rows.
 pub async fn restore_post_data(
     tools: &PgTools,
     target: &ConnSpec,
     schema: &SchemaArchive,
     jobs: u32,
-    mut cancel: CancelSignal,
+    skip: &[u32],
+    cancel: CancelSignal,
 ) -> Result<PostDataReport, PipelineError> {
     let started = Instant::now();
+    let list = if skip.is_empty() {
+        None
+    } else {
+        let kept = schema
+            .toc
+            .iter()
+            .filter(|l| !toc_index_oid(l).is_some_and(|oid| skip.contains(&oid)));
+        Some(ListFile::new(kept.map(String::as_str))?)
+    };
+    tracing::info!(
+        pg_restore_jobs = jobs,
+        "restoring indexes, constraints, triggers and policies ({jobs} jobs, {} index(es) already built)",
+        skip.len()
+    );
+    let benign = restore_items(tools, target, schema, jobs, list.as_ref(), cancel).await?;
+    let report = PostDataReport {
+        schema_bytes: schema.bytes,
+        duration: started.elapsed(),
+        benign,
+    };
+    tracing::info!(
+        "post-data restored in {:.1} s",
+        report.duration.as_secs_f64()
+    );
+    Ok(report)
+}
+
+/// One pg_restore of the post-data section of `schema`, or of the entries `list` names.
+async fn restore_items(
+    tools: &PgTools,
+    target: &ConnSpec,
+    schema: &SchemaArchive,
+    jobs: u32,
+    list: Option<&ListFile>,
+    mut cancel: CancelSignal,
+) -> Result<Vec<RestoreError>, PipelineError> {
     let stdin = schema
         .file
         .try_clone()
         .map_err(PipelineError::SchemaArchive)?;
     let mut args = restore_args(target);
     args.push("--section=post-data".into());
-    args.push(format!("--jobs={}", jobs.max(1)));
+    if jobs > 1 {
+        args.push(format!("--jobs={jobs}"));
+    }
+    if let Some(list) = list {
+        args.push(list.arg());
+    }
     // pg_restore refuses --jobs with standard input but opens a path, and each worker reopens it:
     // /proc/self/fd/0 is the memory file, seekable, in the leader and every worker alike.
     args.push("/proc/self/fd/0".into());
@@ -432,11 +591,16 @@ pub async fn restore_post_data(
     let restore_err = drain_stderr(
         "pg_restore",
         restore.stderr.take().expect("stderr is piped"),
-        Some(RestoreErrorParser::parallel()),
+        Some(if jobs > 1 {
+            RestoreErrorParser::parallel()
+        } else {
+            RestoreErrorParser::new()
+        }),
+        None,
     );
-    tracing::info!(
+    tracing::debug!(
         pg_restore_pid = restore.id(),
-        "restoring indexes, constraints, triggers and policies ({jobs} jobs)"
+        "post-data pg_restore started"
     );
     let status = tokio::select! {
         st = restore.wait() => st.map_err(PipelineError::Relay)?,
@@ -452,25 +616,124 @@ pub async fn restore_post_data(
     if !clean_exit || !outcome.fatal.is_empty() {
         return Err(restore_failure(status, summary, None));
     }
-    let report = PostDataReport {
-        schema_bytes: schema.bytes,
-        duration: started.elapsed(),
-        benign: outcome.benign,
-    };
-    tracing::info!(
-        "post-data restored in {:.1} s",
-        report.duration.as_secs_f64()
-    );
-    Ok(report)
+    Ok(outcome.benign)
+}
+
+/// Adds the early indexes of `table` to `ready` (their rank in `early` and archive entry), keeping
+/// the largest (lowest rank) last, where `pop` takes it.
+fn enqueue_early<'a>(early: &'a EarlyIndexes<'_>, table: &str, ready: &mut Vec<(usize, &'a str)>) {
+    for (rank, index) in early.indexes.iter().enumerate() {
+        if index.table != table {
+            continue;
+        }
+        if let Some(line) = early
+            .schema
+            .toc
+            .iter()
+            .find(|l| toc_index_oid(l) == Some(index.oid))
+        {
+            ready.push((rank, line));
+        }
+    }
+    ready.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+}
+
+/// Builds `early` indexes one at a time, largest first, as soon as pg_restore reports (on `loaded`)
+/// that their table's rows are in; stops taking new ones once `streamed` is set and returns after
+/// the one being built. Returns the OIDs built and pg_restore's benign notes.
+async fn build_early(
+    tools: &PgTools,
+    target: &ConnSpec,
+    early: &EarlyIndexes<'_>,
+    mut loaded: tokio::sync::mpsc::UnboundedReceiver<String>,
+    mut streamed: watch::Receiver<bool>,
+    cancel: CancelSignal,
+) -> Result<(Vec<u32>, Vec<RestoreError>), PipelineError> {
+    let mut ready: Vec<(usize, &str)> = Vec::new();
+    let (mut built, mut benign) = (Vec::new(), Vec::new());
+    loop {
+        while let Ok(table) = loaded.try_recv() {
+            enqueue_early(early, &table, &mut ready);
+        }
+        if *streamed.borrow() {
+            break;
+        }
+        if let Some((rank, line)) = ready.pop() {
+            let index = &early.indexes[rank];
+            tracing::info!(table = %index.table, "building an index while the rows of other tables stream");
+            let list = ListFile::new(std::iter::once(line))?;
+            benign.extend(
+                restore_items(tools, target, early.schema, 1, Some(&list), cancel.clone()).await?,
+            );
+            built.push(index.oid);
+            continue;
+        }
+        tokio::select! {
+            table = loaded.recv() => match table {
+                Some(table) => enqueue_early(early, &table, &mut ready),
+                None => break,
+            },
+            _ = streamed.changed() => break,
+        }
+    }
+    Ok((built, benign))
 }
 
 /// Dumps the pre-data and data sections of `opts` from `source` and restores them into `target`,
 /// streaming: tables with their rows, but no indexes or constraints yet ([`restore_post_data`]).
+///
+/// With `early`, its indexes are built from the schema archive while the rows of later tables still
+/// stream: an index build uses a core the stream leaves idle, instead of waiting for every table. The
+/// report lists them for [`restore_post_data`] to skip. `rows_in` turns true as soon as the stream
+/// has succeeded, which may be before the last early index is built.
 pub async fn stream_data(
     tools: &PgTools,
     source: &ConnSpec,
     target: &ConnSpec,
     opts: &DumpOptions,
+    early: Option<EarlyIndexes<'_>>,
+    rows_in: Option<&watch::Sender<bool>>,
+    cancel: CancelSignal,
+) -> Result<PipelineReport, PipelineError> {
+    let signal = |result: Result<PipelineReport, PipelineError>| {
+        if let (Ok(_), Some(rows_in)) = (&result, rows_in) {
+            let _ = rows_in.send(true);
+        }
+        result
+    };
+    let Some(early) = early.filter(|e| !e.indexes.is_empty()) else {
+        return signal(stream(tools, source, target, opts, None, cancel).await);
+    };
+    let (loaded_tx, loaded_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (streamed_tx, streamed_rx) = watch::channel(false);
+    let streaming = async {
+        let result = stream(tools, source, target, opts, Some(loaded_tx), cancel.clone()).await;
+        // The builder finishes the index it is on and takes no other.
+        let _ = streamed_tx.send(true);
+        signal(result)
+    };
+    let building = build_early(
+        tools,
+        target,
+        &early,
+        loaded_rx,
+        streamed_rx,
+        cancel.clone(),
+    );
+    // The first failure ends both: the other side's children are killed as it is dropped.
+    let (mut report, (built, benign)) = tokio::try_join!(streaming, building)?;
+    report.early_built = built;
+    report.benign.extend(benign);
+    Ok(report)
+}
+
+/// The stream itself; each table whose rows are complete is named on `loaded`.
+async fn stream(
+    tools: &PgTools,
+    source: &ConnSpec,
+    target: &ConnSpec,
+    opts: &DumpOptions,
+    loaded: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     mut cancel: CancelSignal,
 ) -> Result<PipelineReport, PipelineError> {
     if opts.schemas.is_empty() {
@@ -491,6 +754,7 @@ pub async fn stream_data(
         "pg_restore",
         restore.stderr.take().expect("stderr is piped"),
         Some(RestoreErrorParser::new()),
+        loaded,
     );
     let mut dump = spawn(
         "pg_dump",
@@ -504,6 +768,7 @@ pub async fn stream_data(
     let dump_err = drain_stderr(
         "pg_dump",
         dump.stderr.take().expect("stderr is piped"),
+        None,
         None,
     );
     tracing::info!(
@@ -611,6 +876,7 @@ pub async fn stream_data(
         bytes: bytes.load(Ordering::Relaxed),
         sha256,
         schema_bytes: 0,
+        early_built: Vec::new(),
         duration: started.elapsed(),
         benign: outcome.benign,
         dump_stderr_lines: dump_summary.lines,
@@ -775,12 +1041,16 @@ struct StderrSummary {
     outcome: Option<RestoreOutcome>,
 }
 
+/// Relays a child's stderr (see the module docs). With `loaded`, each table whose rows pg_restore has
+/// finished is named there (`schema.name`): the one before each `processing data for table` line.
 fn drain_stderr(
     tool: &'static str,
     stderr: ChildStderr,
     mut parser: Option<RestoreErrorParser>,
+    loaded: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> impl std::future::Future<Output = StderrSummary> {
     let handle = tokio::spawn(async move {
+        let mut loading: Option<String> = None;
         let mut reader = BufReader::new(stderr);
         let mut filter = LineFilter::new(tool);
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
@@ -795,6 +1065,13 @@ fn drain_stderr(
             let text = String::from_utf8_lossy(&raw);
             let line = text.trim_end_matches(['\n', '\r']);
             lines += 1;
+            if let Some(loaded) = &loaded {
+                if let Some(table) = line.strip_prefix("pg_restore: processing data for table \"") {
+                    if let Some(done) = loading.replace(table.trim_end_matches('"').to_string()) {
+                        let _ = loaded.send(done);
+                    }
+                }
+            }
             let benign = parser.as_mut().and_then(|p| p.push_line(line));
             if let Some((mut level, mut shown)) = filter.relay(line) {
                 // Expected errors (allow-list) should not read as a problem in the job log.
