@@ -233,8 +233,9 @@ run_bare() {
 }
 
 # Phases of one backup-run, from our log: setup (preflight, Neon branch, schema archive, target
-# preparation), data (the stream), post-data (indexes and constraints, with the manifest and the early
-# table reads beside it), verify (what is left of it afterwards), finish. Seconds since midnight of a
+# preparation), data (the stream, plus the large index still building when it ends), post-data (the
+# parallel post-data restore, with the manifest and the table reads beside it), verify (what is left of
+# it afterwards), finish. Seconds since midnight of a
 # tracing timestamp (2026-01-01T12:34:56.123456Z).
 phase_times() {
   awk '
@@ -328,6 +329,6 @@ for m in "${METHODS[@]}"; do
   max_rss=$(tr ' ' '\n' <<<"${RSS[$m]}" | sort -n | tail -1)
   max_tree=$(tr ' ' '\n' <<<"${TREE[$m]}" | sort -n | tail -1)
   echo "$m: median wall $med_tool s, ratio $m / bare $(awk -v a="$med_bare" -v b="$med_tool" 'BEGIN { printf "%.3f", b / a }')"
-  echo "  median phases: setup (preflight, Neon branch, schema, target preparation) $(med "${SETUP[$m]}") s, data $(med "${DATA[$m]}") s, post-data with manifest and table reads $(med "${POST[$m]}") s, rest of verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
+  echo "  median phases: setup (preflight, Neon branch, schema, target preparation) $(med "${SETUP[$m]}") s, data with early index builds $(med "${DATA[$m]}") s, post-data with manifest and table reads $(med "${POST[$m]}") s, rest of verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
   echo "  peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
 done
