@@ -237,35 +237,36 @@ async fn take_backup(
     // 5. Once the rows are in, while the branch builds indexes (the longest part after the rows, and
     // all on Neon's side), the idle source takes the manifest in the dump's snapshot, then the branch's
     // tables are read for verification.
-    let manifest_session = conn::connect(&source_spec, APP_NAME)
-        .await
-        .map_err(|e| source_unreachable(&e))?;
-    // A second session halves the wall time of reading every table (helper measurement: 5.5 s → 3 s).
-    let second = conn::connect(&target_spec, APP_NAME)
-        .await
-        .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
-    let target_sessions = [&target, &second];
     let checks = async {
         // If the stream fails, `restore` returns its error and this is dropped unfinished.
         if rows_in.wait_for(|in_| *in_).await.is_err() {
             std::future::pending::<()>().await;
         }
+        // Connected only now: nothing sits idle on either side while the rows stream.
+        let manifest_session = conn::connect(&source_spec, APP_NAME)
+            .await
+            .map_err(|e| source_unreachable(&e))?;
         let manifest =
             inspect::take_manifest_in_snapshot(&[&manifest_session], snapshot.id(), &selection)
                 .await
                 .map_err(|e| source_query(e, "taking the manifest"))?;
-        let known = inspect::fingerprint_tables_to_match(&target_sessions, &selection, &manifest)
+        drop(manifest_session);
+        // A second session halves the wall time of reading every table (helper measurement: 5.5 s → 3 s).
+        let second = conn::connect(&target_spec, APP_NAME)
             .await
-            .map_err(|e| {
-                target_failure("reading the restored branch for verification failed", e)
-            })?;
-        Ok::<_, Error>((manifest, known))
+            .map_err(|e| target_failure("cannot open a second session on the branch", e))?;
+        let known =
+            inspect::fingerprint_tables_to_match(&[&target, &second], &selection, &manifest)
+                .await
+                .map_err(|e| {
+                    target_failure("reading the restored branch for verification failed", e)
+                })?;
+        Ok::<_, Error>((manifest, known, second))
     };
     // The first failure ends the step: the other half is dropped (and its children killed).
-    let (piped, (manifest, known)) = tokio::try_join!(restore, checks)?;
+    let (piped, (manifest, known, second)) = tokio::try_join!(restore, checks)?;
     // The snapshot had to outlive every pg_dump and the manifest's import; now it may end.
     drop(snapshot.finish().await);
-    drop(manifest_session);
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     drop(group);
 
@@ -274,7 +275,7 @@ async fn take_backup(
     let group = actions.group("verify");
     verify(
         config.verify,
-        &target_sessions,
+        &[&target, &second],
         &manifest,
         &selection,
         &known,

@@ -11,7 +11,9 @@
 //! transaction must stay open until every importer has started; keep the [`SourceSnapshot`] alive
 //! until pg_dump has begun and the manifest is taken, then call [`SourceSnapshot::finish`].
 //!
-//! Rendering-stable checksums: a row's checksum is taken over its text form, which depends on
+//! Checksums: a row is hashed by its column types' own hash functions where every type allows it
+//! ([`ChecksumMethod::Record`], see `RECORD_HASHABLE_TYPES`), otherwise over its text form
+//! ([`ChecksumMethod::Text`]). A copy is always hashed the way its manifest was. The text form depends on
 //! session settings (time zone, date and interval style, float digits, bytea format, search_path for
 //! reg* types). [`pin_session`] fixes all of them, so a source and a restored copy render equal rows
 //! equally whatever their role or database defaults are.

@@ -6,6 +6,9 @@
 //! 1. [`dump_schema`]: the definitions alone (pre-data and post-data sections, no rows) go into an
 //!    anonymous in-memory file. It is small (a few KB to a few MB) and never touches the disk.
 //! 2. [`stream_data`]: pre-data and data are streamed through the relay into a serial pg_restore.
+//!    Meanwhile the large plain indexes of each table whose rows are in are built from the schema
+//!    archive, one at a time ([`EarlyIndexes`]): an index build then overlaps the later tables' rows
+//!    instead of waiting for all of them.
 //! 3. [`restore_post_data`]: indexes, constraints, triggers, policies and materialized-view data are
 //!    restored from the in-memory schema archive with `pg_restore --jobs`, which needs a seekable
 //!    archive and so is impossible from the stream. Index builds are most of a restore's time after the
@@ -53,9 +56,8 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// How many stderr lines an error carries.
 const TAIL_LINES: usize = 8;
-/// pg_restore jobs for the post-data section. Two keep a second index build going next to the longest
-/// one (on the benchmark, a GIN index takes most of the post-data time) without swamping a small Neon
-/// compute with connections and parallel sorts.
+/// pg_restore jobs for the post-data section. Two keep a second index or constraint going next to the
+/// longest one without swamping a small Neon compute with connections and parallel sorts.
 pub const POST_DATA_JOBS: u32 = 2;
 
 /// Set the sender to `true` to cancel: both children are killed and [`PipelineError::Cancelled`] is
@@ -461,8 +463,11 @@ async fn list_toc(
 fn toc_index_oid(line: &str) -> Option<u32> {
     let (_, rest) = line.split_once("; ")?;
     let mut words = rest.splitn(4, ' ');
-    let (_class, oid, desc) = (words.next()?, words.next()?, words.next()?);
-    (desc == "INDEX").then(|| oid.parse().ok()).flatten()
+    let (_class, oid, desc, more) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    // `INDEX ATTACH` (a partition's index joining its parent's) is another kind of entry. A schema
+    // named ATTACH reads the same; its indexes are then left to the post-data restore, which is safe.
+    let plain = desc == "INDEX" && !more.starts_with("ATTACH ");
+    plain.then(|| oid.parse().ok()).flatten()
 }
 
 /// A `--use-list` file in memory, for pg_restore to read through our `/proc` entry.
@@ -1196,6 +1201,24 @@ mod tests {
         assert!(args.contains(&"--exclude-table=\"public\".\"Audit.Log\"".to_string()));
         assert!(args.contains(&"--exclude-table=\"bare\"".to_string()));
         assert!(args.contains(&"--exclude-table-data=\"app_private\".\"big?\"".to_string()));
+    }
+
+    #[test]
+    fn only_plain_index_entries_give_an_oid() {
+        assert_eq!(
+            toc_index_oid("3261; 1259 16480 INDEX public t_payload owner"),
+            Some(16480)
+        );
+        assert_eq!(
+            toc_index_oid("3270; 2606 16485 CONSTRAINT public t t_pkey owner"),
+            None
+        );
+        assert_eq!(
+            toc_index_oid("3280; 0 0 INDEX ATTACH public p_1_idx owner"),
+            None
+        );
+        assert_eq!(toc_index_oid("; Archive created at 2026-11-28"), None);
+        assert_eq!(toc_index_oid("3290; 1259 x INDEX public odd owner"), None);
     }
 
     #[test]
