@@ -452,12 +452,9 @@ pub async fn fingerprint_tables_to_match(
             )
         })
         .collect();
-    // Back to the pinned lock timeout for whatever the sessions do next.
+    // Back to the pinned settings (and lock timeout) for whatever the sessions do next.
     for client in clients {
-        client
-            .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
-            .await
-            .map_err(InspectError::query("pinning the session settings"))?;
+        pin_session(*client).await?;
     }
     Ok(result)
 }

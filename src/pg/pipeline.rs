@@ -615,13 +615,7 @@ async fn restore_items(
             return Err(PipelineError::Cancelled);
         }
     };
-    let summary = restore_err.await;
-    let outcome = summary.outcome.clone().unwrap_or_default();
-    let clean_exit = status.success() || (status.code() == Some(1) && !outcome.benign.is_empty());
-    if !clean_exit || !outcome.fatal.is_empty() {
-        return Err(restore_failure(status, summary, None));
-    }
-    Ok(outcome.benign)
+    restore_finished(status, restore_err.await)
 }
 
 /// Adds the early indexes of `table` to `ready` (their rank in `early` and archive entry), keeping
@@ -869,13 +863,7 @@ async fn stream(
         },
     };
     let dump_summary = dump_err.await;
-    let restore_summary = restore_err.await;
-    let outcome = restore_summary.outcome.clone().unwrap_or_default();
-    let clean_exit = restore_status.success()
-        || (restore_status.code() == Some(1) && !outcome.benign.is_empty());
-    if !clean_exit || !outcome.fatal.is_empty() {
-        return Err(restore_failure(restore_status, restore_summary, None));
-    }
+    let benign = restore_finished(restore_status, restore_err.await)?;
 
     let report = PipelineReport {
         bytes: bytes.load(Ordering::Relaxed),
@@ -883,7 +871,7 @@ async fn stream(
         schema_bytes: 0,
         early_built: Vec::new(),
         duration: started.elapsed(),
-        benign: outcome.benign,
+        benign,
         dump_stderr_lines: dump_summary.lines,
     };
     tracing::info!(
@@ -941,6 +929,20 @@ async fn dump_failure(
         status: status.to_string(),
         stderr_tail: summary.tail,
     }
+}
+
+/// A pg_restore that ran to its end: its benign notes, or the failure. Exit 1 with only allow-listed
+/// errors is success (pg_restore exits 1 whenever it ignored an error).
+fn restore_finished(
+    status: ExitStatus,
+    summary: StderrSummary,
+) -> Result<Vec<RestoreError>, PipelineError> {
+    let outcome = summary.outcome.clone().unwrap_or_default();
+    let clean_exit = status.success() || (status.code() == Some(1) && !outcome.benign.is_empty());
+    if !clean_exit || !outcome.fatal.is_empty() {
+        return Err(restore_failure(status, summary, None));
+    }
+    Ok(outcome.benign)
 }
 
 fn restore_failure(
