@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use neon_emulator::{FaultAction, FaultRule};
-use supaneon_testkit::process_alive;
+use supaneon_testkit::{process_alive, send_signal};
 use support::cli::{children_named, wait_until, Cli, Run, Spawned};
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
@@ -59,14 +59,6 @@ fn spawn_streaming_backup<'a>(world: &World, cli: &'a Cli) -> Spawned<'a> {
         bulk_is_streaming(world)
     });
     child
-}
-
-fn signal(name: &str, pid: u32) {
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -{name} {pid}");
 }
 
 /// The pids of pg_dump and pg_restore under `parent`, recorded while they run (once the parent exits they
@@ -143,7 +135,7 @@ async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
     assert_eq!(tools.len(), 2, "pg_dump and pg_restore: {tools:?}");
     let dumps = children_named(pid, "pg_dump");
     assert_eq!(dumps.len(), 1, "pg_dump children: {dumps:?}");
-    signal("KILL", dumps[0]);
+    send_signal("KILL", dumps[0]);
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains("pg_dump"), "{}", run.describe());
@@ -172,7 +164,7 @@ async fn sigterm_mid_run_kills_the_children_and_deletes_the_branch() {
     let pid = child.pid();
     let tools = tool_pids(pid);
     assert_eq!(tools.len(), 2, "pg_dump and pg_restore: {tools:?}");
-    signal("TERM", pid);
+    send_signal("TERM", pid);
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(run.stderr.contains("cancelled"), "{}", run.describe());

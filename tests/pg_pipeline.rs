@@ -20,7 +20,9 @@ use supaneon_sync::pg::pipeline::{
 };
 use supaneon_sync::pg::tools::{find_tools, PgTools, ToolsError};
 use supaneon_sync::secret::Secret;
-use supaneon_testkit::{pg_bin_dir, process_alive, test_majors, Cluster, ClusterOptions};
+use supaneon_testkit::{
+    pg_bin_dir, process_alive, send_signal, test_majors, Cluster, ClusterOptions,
+};
 use tokio::sync::watch;
 
 // Passwords with characters that need percent-encoding in a URI.
@@ -635,11 +637,7 @@ async fn killing_pg_dump_or_cancelling_stops_both_children() {
 
         // pg_dump killed mid-stream: the pipeline fails and pg_restore is gone.
         let (run, gate) = start_gated(&pair, major, "killed").await;
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &run.dump_pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        send_signal("KILL", run.dump_pid);
         let err = tokio::time::timeout(Duration::from_secs(60), run.task)
             .await
             .expect("the pipeline ends")
@@ -662,11 +660,7 @@ async fn killing_pg_dump_or_cancelling_stops_both_children() {
 
         // pg_restore killed mid-stream: the pipeline fails and pg_dump is stopped too.
         let (run, gate) = start_gated(&pair, major, "restore_killed").await;
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &run.restore_pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        send_signal("KILL", run.restore_pid);
         let err = tokio::time::timeout(Duration::from_secs(60), run.task)
             .await
             .expect("the pipeline ends")
@@ -842,7 +836,7 @@ async fn large_indexes_are_built_while_later_tables_stream() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", captured_logs()));
-    assert!(post.duration > Duration::ZERO);
+    assert!(post.benign.is_empty(), "{:?}", post.benign);
 
     let catalog = "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname IN ('events_payload', 'profiles_name', 'bulk_pkey', 'profiles_pkey', 'events_pkey'))
           + 10 * (SELECT count(*) FROM pg_constraint WHERE conname = 'events_profile_id_fkey')

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use supaneon_sync::branches;
+use supaneon_testkit::send_signal;
 use support::cli::{wait_until, Run};
 use support::restore::{
     branch_password, create_plain_branch, failed_checks, next_second, restore_test_branches,
@@ -290,10 +291,7 @@ async fn api_errors_and_cancellation_leave_no_test_branch_and_a_dead_branch_is_k
     );
     assert_eq!(restore_test_branches(&world).len(), 1);
     let signalled = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    send_signal("TERM", pid);
     let run = child.wait();
     assert_eq!(run.code, 1, "{}", run.describe());
     assert!(

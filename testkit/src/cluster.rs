@@ -432,6 +432,15 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Sends signal `name` (`KILL`, `TERM`, …) to `pid` with kill(1); panics if it could not be sent.
+pub fn send_signal(name: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
 /// Polls until `pid` has exited; false when it still runs at the deadline.
 fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;

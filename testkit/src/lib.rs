@@ -30,4 +30,4 @@ mod tls;
 mod url_encoding;
 
 pub use binaries::{pg_bin_dir, test_majors};
-pub use cluster::{process_alive, Cluster, ClusterOptions};
+pub use cluster::{process_alive, send_signal, Cluster, ClusterOptions};
