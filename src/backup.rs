@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_postgres::Client;
 
+use crate::branch_conn;
 use crate::branches::{self, PendingBranch};
 use crate::config::VerifyLevel;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{CreateBranch, NeonClient};
-use crate::pg::conn::{self, ConnSpec};
+use crate::pg::conn;
 use crate::pg::content::{self, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
@@ -133,16 +134,12 @@ async fn take_backup(
         id: Some(branch.branch.id.clone()),
     });
     tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
-    let target_url = neon
-        .connection_uri(
-            &branch.branch.id,
-            &neon_settings.database,
-            &neon_settings.role,
-        )
+    let target_spec = branch_conn::branch_spec(neon, neon_settings, &branch.branch.id)
         .await
-        .map_err(|e| e.into_failure(INCOMPLETE))?;
-    let target_spec = ConnSpec::from_url(&target_url)
-        .map_err(|e| target_failure("Neon returned an unusable connection URI", e))?;
+        .map_err(|e| match e {
+            branch_conn::BranchConnError::Api(e) => Error::from(e.into_failure(INCOMPLETE)),
+            other => target_failure("Neon returned an unusable connection URI", other),
+        })?;
     let target = conn::connect(&target_spec, APP_NAME)
         .await
         .map_err(|e| target_failure("cannot connect to the new branch", e))?;

@@ -142,11 +142,17 @@ pub struct RawSettings {
     pub on_github_actions: bool,
     /// `SUPANEON_NEON_CALL_DEADLINE_SECONDS`: advanced tuning, environment only.
     neon_call_deadline: Option<String>,
+    /// `SUPANEON_NEON_CA_FILE`: extra roots for Neon branch certificates, environment only.
+    neon_ca_file: Option<String>,
 }
 
 /// How long one Neon API call may take across its retries, unless tuned.
 pub const DEFAULT_NEON_CALL_DEADLINE_SECONDS: u64 = 90;
 const NEON_CALL_DEADLINE_ENV: &str = "SUPANEON_NEON_CALL_DEADLINE_SECONDS";
+/// A PEM file of roots trusted for Neon branch certificates besides the public roots: for a private
+/// Neon-compatible endpoint, or the local emulator's test CA. Verification stays verify-full with
+/// channel binding; this only adds anchors.
+pub const NEON_CA_FILE_ENV: &str = "SUPANEON_NEON_CA_FILE";
 
 const SECRET_INPUTS: &[&str] = &["supabase-database-url", "neon-api-key"];
 
@@ -181,6 +187,10 @@ impl RawSettings {
     /// Advanced settings that are environment variables only, in CLI and Action use alike.
     pub fn read_tuning(&mut self, vars: &BTreeMap<String, String>) {
         self.neon_call_deadline = vars.get(NEON_CALL_DEADLINE_ENV).cloned();
+        self.neon_ca_file = vars
+            .get(NEON_CA_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .cloned();
     }
 
     /// Sets a value unless it is empty after trimming (the runner's "not set").
@@ -287,6 +297,8 @@ pub struct NeonSettings {
     pub role: String,
     /// One API call's deadline across its retries.
     pub call_deadline: std::time::Duration,
+    /// Extra roots for branch certificates ([`NEON_CA_FILE_ENV`]); the public roots always count.
+    pub extra_roots: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -623,11 +635,21 @@ impl Validator<'_> {
         {
             self.warn(format!("{host} is Supabase's direct host, reachable over IPv6 only unless you bought the IPv4 add-on; GitHub-hosted runners have no IPv6, so use the session pooler (aws-N-<region>.pooler.supabase.com:5432, user postgres.<project-ref>)"));
         }
+        let mut sslmode = sslmode;
         if ok && sslmode.is_some() {
-            // The parser our connections use has the last word (e.g. on query parameters libpq rejects).
-            if let Err(e) = ConnSpec::from_url(&Secret::new(value)) {
-                self.problem(key, e.to_string());
-                ok = false;
+            // The parser our connections use has the last word (query parameters libpq rejects, the
+            // Supabase root rule, what require_auth allows).
+            match ConnSpec::for_source(&Secret::new(value)) {
+                Ok(spec) => {
+                    if !spec.trust.is_verified() {
+                        self.warn(format!("the certificate of {host} will not be verified (sslmode=require): the connection is encrypted, but only SCRAM-SHA-256 may carry the password, and pg_dump needs libpq 16 or newer to enforce that; prefer sslmode=verify-full with sslrootcert=<the server's CA>"));
+                    }
+                    sslmode = Some(spec.sslmode);
+                }
+                Err(e) => {
+                    self.problem(key, e.to_string());
+                    ok = false;
+                }
             }
         }
         match (ok, sslmode) {
@@ -704,18 +726,46 @@ impl Validator<'_> {
                 None
             }
         };
-        match (key, project, api_url_ok, database, role, call_deadline) {
-            (Some(api_key), Some(project_id), true, Some(database), Some(role), Some(secs)) => {
-                Some(NeonSettings {
-                    call_deadline: std::time::Duration::from_secs(secs),
-                    api_url: api_url.trim_end_matches('/').to_string(),
-                    api_key,
-                    project_id,
-                    parent_branch,
-                    database,
-                    role,
-                })
+        let extra_roots = match self.raw.neon_ca_file.clone() {
+            None => Some(None),
+            Some(path) if Path::new(&path).is_file() => Some(Some(PathBuf::from(path))),
+            Some(path) => {
+                self.problems.push(Problem {
+                    setting: NEON_CA_FILE_ENV.into(),
+                    message: format!(
+                        "\"{path}\" is not a file; it should name a PEM file of root certificates"
+                    ),
+                });
+                None
             }
+        };
+        match (
+            key,
+            project,
+            api_url_ok,
+            database,
+            role,
+            call_deadline,
+            extra_roots,
+        ) {
+            (
+                Some(api_key),
+                Some(project_id),
+                true,
+                Some(database),
+                Some(role),
+                Some(secs),
+                Some(extra_roots),
+            ) => Some(NeonSettings {
+                extra_roots,
+                call_deadline: std::time::Duration::from_secs(secs),
+                api_url: api_url.trim_end_matches('/').to_string(),
+                api_key,
+                project_id,
+                parent_branch,
+                database,
+                role,
+            }),
             _ => None,
         }
     }

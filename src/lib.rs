@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod backup;
+pub mod branch_conn;
 pub mod branches;
 pub mod cli;
 pub mod config;

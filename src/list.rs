@@ -19,10 +19,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::branch_conn;
 use crate::branches::{self, BranchKind};
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, NeonClient};
-use crate::pg::conn::{self, ConnSpec};
+use crate::pg::conn;
 use crate::pg::inspect;
 use crate::preflight::APP_NAME;
 use crate::report;
@@ -129,11 +130,9 @@ async fn read_verified(
         .await
         .map_err(|e| e.to_string())?;
     let read = async {
-        let uri = neon
-            .connection_uri(&b.branch.id, &settings.database, &settings.role)
+        let spec = branch_conn::branch_spec_with(neon, settings, &b.branch.id, &endpoints)
             .await
             .map_err(|e| e.to_string())?;
-        let spec = ConnSpec::from_url(&uri).map_err(|e| e.to_string())?;
         let client = conn::connect(&spec, APP_NAME)
             .await
             .map_err(|e| e.to_string())?;

@@ -30,7 +30,7 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
         Failure::new("this mode needs the Supabase connection URI")
             .hint("set SUPABASE_DATABASE_URL")
     })?;
-    let spec = ConnSpec::from_url(url).map_err(|e| {
+    let spec = ConnSpec::for_source(url).map_err(|e| {
         Failure::new(format!("the Supabase connection URI cannot be used: {e}"))
             .impact(NOTHING_MADE)
             .hint("run validate-config to check the settings")

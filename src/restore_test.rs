@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
+use crate::branch_conn;
 use crate::branches::{self, BranchKind, PendingBranch};
 use crate::config::HealthCheck;
 use crate::error::{Error, Failure, Result};
@@ -240,19 +241,21 @@ async fn test_backup(
         id: Some(branch.branch.id.clone()),
     });
     tracing::info!(branch = %test_branch, id = %branch.branch.id, expires_at = %stamp(expires_at), "test branch created");
-    let url = neon
-        .connection_uri(
-            &branch.branch.id,
-            &neon_settings.database,
-            &neon_settings.role,
-        )
-        .await
-        .map_err(|e| e.into_failure("nothing was tested; the test branch is deleted"))?;
+    // A URI or endpoint we refuse to connect to fails the connectivity check, and the branch is kept.
+    let spec = match branch_conn::branch_spec(neon, neon_settings, &branch.branch.id).await {
+        Ok(spec) => Ok(spec),
+        Err(branch_conn::BranchConnError::Api(e)) => {
+            return Err(e
+                .into_failure("nothing was tested; the test branch is deleted")
+                .into())
+        }
+        Err(other) => Err(other.to_string()),
+    };
     drop(group);
 
     // 3. Health checks, all read-only.
     let group = actions.group("health checks");
-    let checks = health_checks(&url, &config.health_checks).await;
+    let checks = health_checks(spec, &config.health_checks).await;
     for c in &checks {
         if c.passed {
             actions.info(&format!("  ok   {}: {}", c.name, c.detail));
@@ -279,15 +282,18 @@ async fn test_backup(
 /// Every check on the test branch, in order: connectivity, the manifest, schemas, tables, object
 /// counts, the user's queries. A check that cannot run (no connection, no manifest) fails; the checks
 /// that depend on it are not run.
-async fn health_checks(url: &crate::secret::Secret, user_checks: &[HealthCheck]) -> Vec<Check> {
+async fn health_checks(
+    spec: std::result::Result<ConnSpec, String>,
+    user_checks: &[HealthCheck],
+) -> Vec<Check> {
     let mut checks = Vec::new();
-    let sessions = match ConnSpec::from_url(url) {
+    let sessions = match spec {
         Ok(spec) => {
             let (a, b) = tokio::join!(
                 conn::connect(&spec, APP_NAME),
                 conn::connect(&spec, APP_NAME)
             );
-            a.and_then(|a| b.map(|b| (a, b)))
+            a.and_then(|a| b.map(|b| (a, b))).map_err(|e| e.to_string())
         }
         Err(e) => Err(e),
     };

@@ -36,7 +36,7 @@ async fn start_with(tweak: impl FnOnce(&mut EmulatorConfig)) -> Env {
         admin_conninfo: cluster.admin_conninfo("postgres"),
         public_host: "127.0.0.1".into(),
         public_port: cluster.port(),
-        uri_query: "sslmode=require".into(),
+        uri_query: neon_emulator::NEON_URI_QUERY.into(),
     };
     let mut cfg = EmulatorConfig::new(backing, API_KEY, PROJECT, 15);
     cfg.operation_step = Duration::from_millis(30);

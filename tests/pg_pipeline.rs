@@ -238,10 +238,14 @@ async fn pipeline_copies_two_schemas_and_classifies_restore_errors() {
         let tools = tools_for(major);
 
         // Source over verify-full with the test CA, so pg_dump's libpq verifies too.
-        let mut source = pair.source_db("app", APP_SQL);
-        source.host = "localhost".into();
-        source.sslmode = SslMode::VerifyFull;
-        source.sslrootcert = Some(pair.source.ca_cert_path().to_path_buf());
+        pair.source_db("app", APP_SQL);
+        let source = spec(
+            &pair
+                .source
+                .verified_url("postgres", SOURCE_PASSWORD, "app")
+                .replace("127.0.0.1", "localhost"),
+        );
+        assert_eq!(source.sslmode, SslMode::VerifyFull);
         let target = pair.target_db("neondb");
         let opts = DumpOptions {
             exclude_tables: vec!["public.audit_log".into()],

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The query Neon's connection URIs carry (`GET /connection_uri`, the console and neonctl alike).
+pub const NEON_URI_QUERY: &str = "sslmode=require&channel_binding=require";
+
 /// The real PostgreSQL cluster that holds every branch's databases.
 #[derive(Clone, Debug)]
 pub struct BackingPostgres {
@@ -11,7 +14,7 @@ pub struct BackingPostgres {
     pub public_host: String,
     /// Port written into connection URIs.
     pub public_port: u16,
-    /// Query string appended to connection URIs (without `?`), e.g. `sslmode=require`.
+    /// Query string appended to connection URIs (without `?`); Neon's by default.
     pub uri_query: String,
 }
 
@@ -21,7 +24,7 @@ impl BackingPostgres {
             admin_conninfo: admin_conninfo.to_string(),
             public_host: public_host.to_string(),
             public_port,
-            uri_query: "sslmode=require".to_string(),
+            uri_query: NEON_URI_QUERY.to_string(),
         }
     }
 }

@@ -26,7 +26,7 @@ mod operations;
 mod recording;
 mod server;
 
-pub use config::{BackingPostgres, EmulatorConfig};
+pub use config::{BackingPostgres, EmulatorConfig, NEON_URI_QUERY};
 pub use faults::{FaultAction, FaultRule, Faults};
 pub use recording::{RecordedBody, RecordedExchange};
 pub use server::Emulator;

@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 5432)]
     public_port: u16,
     /// Query appended to connection URIs.
-    #[arg(long, default_value = "sslmode=require")]
+    #[arg(long, default_value = neon_emulator::NEON_URI_QUERY)]
     uri_query: String,
     /// The API key clients must send as a Bearer token.
     #[arg(long, env = "NEON_EMULATOR_API_KEY", hide_env_values = true)]

@@ -153,7 +153,7 @@ async fn child_branch_holds_parent_data_and_deletion_drops_it() {
         created["connection_uris"][0]["connection_uri"],
         child_uri.as_str()
     );
-    assert!(child_uri.ends_with("?sslmode=require"));
+    assert!(child_uri.ends_with("?sslmode=require&channel_binding=require"));
 
     // The child's copy holds the parent's row, read over TLS, and is independent of the parent.
     let row = psql_uri(

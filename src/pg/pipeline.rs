@@ -183,6 +183,8 @@ pub enum PipelineError {
     SchemaArchive(std::io::Error),
     #[error("cancelled: pg_dump and pg_restore were stopped")]
     Cancelled,
+    #[error("{target}: the certificate is not verified (sslmode=require), so only SCRAM may carry the password, but the libpq of {tool} is older than 16 and cannot enforce that (require_auth); nothing was started")]
+    AuthUnenforceable { target: String, tool: String },
 }
 
 impl PipelineError {
@@ -202,6 +204,9 @@ impl PipelineError {
             PipelineError::Relay(_) => "the archive stream broke; retry, and check disk and memory of the runner",
             PipelineError::SchemaArchive(_) => "the runner could not hold the schema archive in memory (memfd_create on Linux); retry, and check the runner's memory",
             PipelineError::Cancelled => "the run was cancelled; the incomplete branch is left for pruning",
+            PipelineError::AuthUnenforceable { .. } => {
+                "verify the server's certificate (sslmode=verify-full with sslrootcert=<the server's CA>), or use pg_dump/pg_restore linked with libpq 16 or newer (the supaneon-sync image ships them; set pg-bin-dir)"
+            }
         }
     }
 }
@@ -289,18 +294,36 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
     args
 }
 
-/// pg_restore's argv. `--dbname` is needed to restore into a database at all; given as a conninfo
-/// with only the database name, so a name containing `=` is not taken for a connection string.
-/// `--verbose` names the object each error belongs to.
-pub fn restore_args(target: &ConnSpec) -> Vec<String> {
-    let dbname = target.dbname.replace('\\', "\\\\").replace('\'', "\\'");
+/// pg_restore's argv, without the connection ([`child_connection`] adds it). `--verbose` names the
+/// object each error belongs to.
+pub fn restore_args() -> Vec<String> {
     vec![
         "--verbose".into(),
         "--no-owner".into(),
         "--no-privileges".into(),
         "--no-tablespaces".into(),
-        format!("--dbname=dbname='{dbname}'"),
     ]
+}
+
+/// How a child connects: `--dbname` with a conninfo that holds the database name and the settings libpq
+/// reads only from a conninfo (nothing secret; a name containing `=` is not taken for a connection
+/// string), and the libpq environment with the password. Refused when the connection must be limited
+/// to SCRAM and the child's libpq cannot enforce `require_auth`.
+pub fn child_connection(
+    tools: &PgTools,
+    spec: &ConnSpec,
+    application_name: &str,
+) -> Result<(String, Vec<(String, String)>), PipelineError> {
+    if spec.restricts_auth() && !tools.libpq_require_auth {
+        return Err(PipelineError::AuthUnenforceable {
+            target: spec.display(),
+            tool: tools.pg_dump.display().to_string(),
+        });
+    }
+    Ok((
+        format!("--dbname={}", spec.child_conninfo()),
+        spec.child_env(application_name),
+    ))
 }
 
 fn spawn(
@@ -364,11 +387,14 @@ pub async fn dump_schema(
     let file = memfd("supaneon-sync-schema").map_err(PipelineError::SchemaArchive)?;
     // pg_dump writes straight into the memory file; a seekable output also gets the TOC's offsets.
     let out = file.try_clone().map_err(PipelineError::SchemaArchive)?;
+    let (dbname, env) = child_connection(tools, source, "supaneon-sync pg_dump")?;
+    let mut args = dump_args(opts, Part::Schema);
+    args.push(dbname);
     let mut dump = spawn(
         "pg_dump",
         &tools.pg_dump,
-        &dump_args(opts, Part::Schema),
-        source.child_env("supaneon-sync pg_dump"),
+        &args,
+        env,
         Stdio::null(),
         Stdio::from(out),
     )?;
@@ -574,7 +600,9 @@ async fn restore_items(
         .file
         .try_clone()
         .map_err(PipelineError::SchemaArchive)?;
-    let mut args = restore_args(target);
+    let (dbname, env) = child_connection(tools, target, "supaneon-sync pg_restore")?;
+    let mut args = restore_args();
+    args.push(dbname);
     args.push("--section=post-data".into());
     if jobs > 1 {
         args.push(format!("--jobs={jobs}"));
@@ -589,7 +617,7 @@ async fn restore_items(
         "pg_restore",
         &tools.pg_restore,
         &args,
-        target.child_env("supaneon-sync pg_restore"),
+        env,
         Stdio::from(stdin),
         Stdio::null(),
     )?;
@@ -740,11 +768,15 @@ async fn stream(
     }
     let started = Instant::now();
 
+    let (restore_db, restore_env) = child_connection(tools, target, "supaneon-sync pg_restore")?;
+    let (dump_db, dump_env) = child_connection(tools, source, "supaneon-sync pg_dump")?;
+    let mut restore_argv = restore_args();
+    restore_argv.push(restore_db);
     let mut restore = spawn(
         "pg_restore",
         &tools.pg_restore,
-        &restore_args(target),
-        target.child_env("supaneon-sync pg_restore"),
+        &restore_argv,
+        restore_env,
         Stdio::piped(),
         Stdio::null(),
     )?;
@@ -755,11 +787,13 @@ async fn stream(
         Some(RestoreErrorParser::new()),
         loaded,
     );
+    let mut dump_argv = dump_args(opts, Part::PreDataAndData);
+    dump_argv.push(dump_db);
     let mut dump = spawn(
         "pg_dump",
         &tools.pg_dump,
-        &dump_args(opts, Part::PreDataAndData),
-        source.child_env("supaneon-sync pg_dump"),
+        &dump_argv,
+        dump_env,
         Stdio::null(),
         Stdio::piped(),
     )?;
@@ -1229,10 +1263,37 @@ mod tests {
             "postgres://neondb_owner:pw-unit-restore-args@ep-x.neon.tech/ne'on=db",
         ))
         .unwrap();
-        let args = restore_args(&target);
+        let tools = PgTools {
+            major: 17,
+            pg_dump: "/x/pg_dump".into(),
+            pg_restore: "/x/pg_restore".into(),
+            version: "pg_dump (PostgreSQL) 17.4".into(),
+            libpq_require_auth: false,
+        };
+        let (dbname, env) = child_connection(&tools, &target, "t").unwrap();
+        let mut args = restore_args();
+        args.push(dbname);
         assert!(args.iter().all(|a| !a.contains("pw-unit-restore-args")));
         assert!(args.iter().all(|a| !a.contains("ep-x.neon.tech")));
-        assert!(args.contains(&"--dbname=dbname='ne\\'on=db'".to_string()));
+        assert!(args
+            .last()
+            .unwrap()
+            .starts_with("--dbname=dbname='ne\\'on=db' keepalives=1 "));
+        assert!(env.contains(&("PGPASSWORD".into(), "pw-unit-restore-args".into())));
+        // An unverified connection limited to SCRAM needs a libpq that enforces require_auth.
+        let scram_only = ConnSpec::for_source(&crate::secret::Secret::new(
+            "postgres://u:pw-unit-restore-args@db.example.com/app?sslmode=require",
+        ))
+        .unwrap();
+        let refused = child_connection(&tools, &scram_only, "t").unwrap_err();
+        assert!(refused.to_string().contains("require_auth"), "{refused}");
+        assert!(!refused.to_string().contains("pw-unit-restore-args"));
+        let newer = PgTools {
+            libpq_require_auth: true,
+            ..tools
+        };
+        let (_, env) = child_connection(&newer, &scram_only, "t").unwrap();
+        assert!(env.contains(&("PGREQUIREAUTH".into(), "scram-sha-256".into())));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct PgTools {
     pub pg_restore: PathBuf,
     /// `pg_dump --version` output, e.g. `pg_dump (PostgreSQL) 17.4`.
     pub version: String,
+    /// Whether their libpq knows `require_auth` (libpq 16 and newer), which limits the password to
+    /// SCRAM on a connection whose certificate is not verified.
+    pub libpq_require_auth: bool,
 }
 
 /// One directory looked at, and why it did not serve.
@@ -107,12 +110,31 @@ fn probe(dir: &Path, major: u32) -> Result<PgTools, String> {
             None => return Err(format!("{name} --version printed \"{version}\"")),
         }
     }
+    let libpq_require_auth = knows_require_auth(&pg_dump);
     Ok(PgTools {
         major,
         pg_dump,
         pg_restore,
         version: dump_version,
+        libpq_require_auth,
     })
+}
+
+/// Asks the tool's libpq itself: a conninfo naming `require_auth` and a socket directory that does not
+/// exist fails at once, with "invalid connection option" where libpq does not know the keyword and a
+/// connection error where it does. No network is touched. (pg_dump's own version says nothing: the
+/// image's PostgreSQL 15 client links the newest libpq.)
+fn knows_require_auth(pg_dump: &Path) -> bool {
+    let probe = Command::new(pg_dump)
+        .arg("--schema-only")
+        .arg("--dbname=require_auth=scram-sha-256 host=/nonexistent/supaneon-sync-probe connect_timeout=2")
+        .env_clear()
+        .env("LC_ALL", "C")
+        .output();
+    match probe {
+        Ok(out) => !String::from_utf8_lossy(&out.stderr).contains("invalid connection option"),
+        Err(_) => false,
+    }
 }
 
 fn version_of(tool: &Path) -> Result<String, String> {

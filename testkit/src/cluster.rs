@@ -151,6 +151,15 @@ impl Cluster {
         )
     }
 
+    /// [`Cluster::url`] with the certificate verified in full: `sslmode=verify-full` and
+    /// `sslrootcert` naming this cluster's CA (the certificate names 127.0.0.1 and localhost).
+    pub fn verified_url(&self, user: &str, password: &str, db: &str) -> String {
+        self.url(user, password, db).replace(
+            "sslmode=require",
+            &format!("sslmode=verify-full&sslrootcert={}", self.ca_cert.display()),
+        )
+    }
+
     /// [`Cluster::url`] for the superuser (TCP + TLS + scram).
     pub fn admin_url(&self, db: &str) -> String {
         self.url(&self.superuser, &self.superuser_password, db)

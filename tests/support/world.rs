@@ -47,7 +47,8 @@ impl World {
     }
 
     pub fn source_url(&self) -> String {
-        self.source.url("postgres", SOURCE_PASSWORD, "postgres")
+        self.source
+            .verified_url("postgres", SOURCE_PASSWORD, "postgres")
     }
 
     /// The binary, configured for this world through the environment.
@@ -57,6 +58,11 @@ impl World {
             .env("NEON_API_KEY", API_KEY)
             .env("NEON_PROJECT_ID", PROJECT_ID)
             .env("NEON_API_URL", &self.emu.base_url())
+            // The branches' certificates come from the test cluster's CA, not a public one.
+            .env(
+                "SUPANEON_NEON_CA_FILE",
+                self.neon_pg.ca_cert_path().to_str().unwrap(),
+            )
             .env(
                 "SUPANEON_PG_BIN_DIR",
                 pg_bin_dir(self.major).to_str().unwrap(),

@@ -1,0 +1,51 @@
+//! The connection to a Neon branch's database: the URI the API hands out, accepted only for the host of
+//! the branch's own read-write endpoint (as the API named it), under the Neon rule: verify-full against
+//! the public roots and channel binding, whatever the URI's query says.
+
+use crate::config::NeonSettings;
+use crate::neon::{Endpoint, EndpointType, NeonClient, NeonError};
+use crate::pg::conn::{ConnError, ConnSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BranchConnError {
+    #[error(transparent)]
+    Api(#[from] NeonError),
+    #[error("branch {branch_id} has no read-write endpoint, so it has no host to connect to")]
+    NoEndpoint { branch_id: String },
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+/// The [`ConnSpec`] for `branch_id`'s database and role from `settings`.
+pub async fn branch_spec(
+    neon: &NeonClient,
+    settings: &NeonSettings,
+    branch_id: &str,
+) -> Result<ConnSpec, BranchConnError> {
+    let endpoints = neon.list_endpoints(branch_id).await?;
+    branch_spec_with(neon, settings, branch_id, &endpoints).await
+}
+
+/// [`branch_spec`] for a caller that has listed the branch's endpoints already.
+pub async fn branch_spec_with(
+    neon: &NeonClient,
+    settings: &NeonSettings,
+    branch_id: &str,
+    endpoints: &[Endpoint],
+) -> Result<ConnSpec, BranchConnError> {
+    let host = endpoints
+        .iter()
+        .find(|e| e.endpoint_type == EndpointType::ReadWrite)
+        .map(|e| e.host.clone())
+        .ok_or_else(|| BranchConnError::NoEndpoint {
+            branch_id: branch_id.to_string(),
+        })?;
+    let uri = neon
+        .connection_uri(branch_id, &settings.database, &settings.role)
+        .await?;
+    Ok(ConnSpec::for_neon_branch(
+        &uri,
+        &host,
+        settings.extra_roots.as_deref(),
+    )?)
+}
