@@ -81,14 +81,16 @@ async fn take_backup(
 
     // 1. Preflight: nothing is created until the source, the tools and the project are known to fit.
     let group = actions.group("preflight");
+    let answered = preflight::source(config).await?;
+    tracing::info!(source = %answered.spec.display(), server_version = %answered.version, connection = %answered.facts.describe(), "source answered over TLS");
+    let pg_tools = preflight::tools_for(config, &answered)?;
     let preflight::Source {
         spec: source_spec,
         client: source,
         major,
         version,
-    } = preflight::source(config).await?;
-    tracing::info!(source = %source_spec.display(), server_version = %version, "source answered over TLS");
-    let pg_tools = preflight::tools_for(config, major)?;
+        ..
+    } = answered;
     tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
     preflight::project_for(neon, major).await?;
     let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;

@@ -22,6 +22,8 @@ pub struct Source {
     pub client: Client,
     pub major: u32,
     pub version: String,
+    /// What the connection verified (TLS version, certificate anchor, authentication).
+    pub facts: conn::Facts,
 }
 
 /// Connects to the source over TLS and reads its version.
@@ -35,10 +37,12 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
             .impact(NOTHING_MADE)
             .hint("run validate-config to check the settings")
     })?;
-    let client = conn::connect(&spec, APP_NAME).await.map_err(|e| {
-        Failure::new(format!("cannot connect to the Supabase database: {e}"))
-            .impact("no backup was made by this run; earlier backups are untouched")
-    })?;
+    let (client, facts) = conn::connect_with_facts(&spec, APP_NAME)
+        .await
+        .map_err(|e| {
+            Failure::new(format!("cannot connect to the Supabase database: {e}"))
+                .impact("no backup was made by this run; earlier backups are untouched")
+        })?;
     let read = |e: inspect::InspectError| {
         Failure::new("the Supabase database did not tell its version")
             .impact(NOTHING_MADE)
@@ -51,19 +55,32 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
         client,
         major,
         version,
+        facts,
     })
 }
 
-/// pg_dump and pg_restore of exactly the source's major.
-pub fn tools_for(config: &Config, major: u32) -> Result<PgTools, Error> {
-    tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
+/// pg_dump and pg_restore of exactly the source's major, able to connect the way the source must be
+/// connected: on an unverified connection their libpq has to enforce SCRAM (`require_auth`).
+pub fn tools_for(config: &Config, source: &Source) -> Result<PgTools, Error> {
+    let major = source.major;
+    let tools = tools::find_tools(major, &config.pg_bin_dirs).map_err(|e| {
         Failure::new(format!(
             "pg_dump/pg_restore of PostgreSQL {major} are not installed"
         ))
         .impact(NOTHING_MADE)
         .cause(e)
-        .into()
-    })
+    })?;
+    if source.spec.restricts_auth() && !tools.libpq_require_auth {
+        return Err(Failure::new(format!(
+            "{}: the certificate is not verified (sslmode=require), and the libpq of {} is older than 16, so pg_dump could not be kept from sending the password to an impostor",
+            source.spec.display(),
+            tools.pg_dump.display()
+        ))
+        .impact(NOTHING_MADE)
+        .hint("verify the server's certificate (sslmode=verify-full with sslrootcert=<the server's CA>), or use pg_dump/pg_restore linked with libpq 16 or newer (the supaneon-sync image ships them; set pg-bin-dir)")
+        .into());
+    }
+    Ok(tools)
 }
 
 /// The Neon project, checked to run a major at least the source's.

@@ -195,13 +195,14 @@ async fn online_checks(ctx: &RunContext) -> Vec<String> {
                     true,
                     "source",
                     format!(
-                        "answers over TLS as {} (PostgreSQL {})",
+                        "answers as {} (PostgreSQL {}); {}",
                         source.spec.display(),
-                        source.version
+                        source.version,
+                        source.facts.describe()
                     ),
                 );
                 source_major = Some(source.major);
-                match preflight::tools_for(config, source.major) {
+                match preflight::tools_for(config, &source) {
                     Ok(tools) => report(
                         true,
                         "pg tools",

@@ -10,7 +10,9 @@ async fn online_checks_pass_against_a_working_world_and_name_what_fails() {
     let run = world.cli().run(&["validate-config", "--online"]);
     assert_eq!(run.code, 0, "{}", run.describe());
     for line in [
-        "ok   source: answers over TLS",
+        "ok   source: answers as postgres@127.0.0.1",
+        "certificate verified (host name checked)",
+        "SCRAM-SHA-256-PLUS",
         "ok   pg tools:",
         "ok   neon project:",
         "ok   neon postgres version:",

@@ -23,6 +23,9 @@ pub(crate) struct App {
     pub backing: Backing,
     pub faults: Faults,
     pub recorder: Recorder,
+    /// Test hook: the port written into connection URIs instead of the backing cluster's, standing
+    /// in for a network path that leads the endpoint's host name to another server.
+    pub connection_port_override: Mutex<Option<u16>>,
 }
 
 /// The physical database of (branch, database); unique per branch id, at most 63 bytes.
@@ -51,6 +54,7 @@ impl App {
             backing,
             faults,
             recorder: Recorder::default(),
+            connection_port_override: Mutex::new(None),
         }
     }
 
@@ -80,9 +84,14 @@ impl App {
     /// A connection URI to a physical database on the backing cluster.
     pub fn connection_uri(&self, role: &str, password: &str, physical: &str) -> String {
         let pg = self.backing.public();
+        let port = self
+            .connection_port_override
+            .lock()
+            .expect("override lock")
+            .unwrap_or(pg.public_port);
         let mut uri = url::Url::parse(&format!(
             "postgresql://{}:{}/{}",
-            pg.public_host, pg.public_port, physical
+            pg.public_host, port, physical
         ))
         .expect("valid URI");
         uri.set_username(role).expect("URI has a host");

@@ -146,6 +146,16 @@ impl Emulator {
         self.app.faults.clone()
     }
 
+    /// Makes connection URIs name `port` (or the backing cluster's again, with `None`) while the API keeps
+    /// naming the same endpoint host: an impostor on the network path, for tests.
+    pub fn route_connections_to(&self, port: Option<u16>) {
+        *self
+            .app
+            .connection_port_override
+            .lock()
+            .expect("override lock") = port;
+    }
+
     /// Every exchange so far, in order.
     pub fn requests(&self) -> Vec<RecordedExchange> {
         self.app.recorder.all()

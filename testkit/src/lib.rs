@@ -25,9 +25,11 @@
 mod binaries;
 mod cluster;
 mod fixture;
+mod impostor;
 mod privilege;
 mod tls;
 mod url_encoding;
 
 pub use binaries::{pg_bin_dir, test_majors};
 pub use cluster::{process_alive, send_signal, Cluster, ClusterOptions};
+pub use impostor::{Impostor, ImpostorAsks, Visit};
