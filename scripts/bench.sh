@@ -87,8 +87,16 @@ chown nobody:nogroup "$W"
 chmod 700 "$W"
 
 # ---- clusters (like the testkit: scram, TLS with a throwaway certificate, hostssl only, fsync off) ----
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/server.key" -out "$W/server.crt" 2>/dev/null
+# A throwaway CA and a server certificate for 127.0.0.1, so supaneon-sync verifies in full (verify-full and
+# channel binding on the branches, as against Neon) while the bare pipe uses sslmode=require.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+  -keyout "$W/ca.key" -out "$W/ca.crt" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$W/server.key" -out "$W/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$W/server.ext"
+openssl x509 -req -in "$W/server.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial -days 2 \
+  -extfile "$W/server.ext" -out "$W/server.crt" 2>/dev/null
 chown nobody:nogroup "$W/server.key" "$W/server.crt"
 chmod 600 "$W/server.key"
 
@@ -168,7 +176,7 @@ PROJECT=bench-project-12345678
 say "starting the release neon-emulator"
 NEON_EMULATOR_API_KEY=$API_KEY "$EMULATOR" --listen 127.0.0.1:0 \
   --postgres "host=$W port=$TGT_PORT user=cloud_admin dbname=postgres" \
-  --public-host 127.0.0.1 --public-port "$TGT_PORT" --uri-query sslmode=require \
+  --public-host 127.0.0.1 --public-port "$TGT_PORT" \
   --project-id "$PROJECT" --pg-version 15 --operation-step-ms "$STEP_MS" >"$W/emulator.out" 2>"$W/emulator.log" &
 EMU_PID=$!
 API_URL=
@@ -257,7 +265,8 @@ phase_times() {
 run_tool() {
   local i=$1 tool=$2 t0 t1 pid hwm=0 h ticks=0 t
   (
-    export SUPABASE_DATABASE_URL="postgresql://postgres:$SRC_PW@127.0.0.1:$SRC_PORT/bench?sslmode=require"
+    export SUPABASE_DATABASE_URL="postgresql://postgres:$SRC_PW@127.0.0.1:$SRC_PORT/bench?sslmode=verify-full&sslrootcert=$W/ca.crt"
+    export SUPANEON_NEON_CA_FILE=$W/ca.crt
     export NEON_API_KEY=$API_KEY NEON_PROJECT_ID=$PROJECT NEON_API_URL=$API_URL
     export SUPANEON_PG_BIN_DIR=$PGBIN SUPANEON_PRUNE_AFTER_BACKUP=false
     exec /usr/bin/time -f %M -o "$W/tool.rss" "$tool" backup-run

@@ -1124,7 +1124,8 @@ mod tests {
         assert_eq!(cfg.mode, Mode::Backup);
         assert_eq!(cfg.retention.keep_last, 7);
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(cfg.source.unwrap().sslmode, SslMode::Require);
+        // On Supabase's hosts, require is verified in full against Supabase's root.
+        assert_eq!(cfg.source.unwrap().sslmode, SslMode::VerifyFull);
     }
 
     #[test]
@@ -1164,24 +1165,58 @@ mod tests {
             let p = problems_of(&pairs);
             assert!(p.iter().any(|p| p.message.contains(needle)), "{url}: {p:?}");
         }
-        for mode in ["require", "verify-ca", "verify-full"] {
-            let url = format!("postgresql://u:p@h:5432/db?sslmode={mode}");
+        let ca = std::env::temp_dir().join("supaneon-config-unit-ca.pem");
+        std::fs::write(&ca, "not read by validation").unwrap();
+        for query in [
+            "sslmode=require".to_string(),
+            format!("sslmode=verify-ca&sslrootcert={}", ca.display()),
+            "sslmode=verify-full".to_string(),
+        ] {
+            let url = format!("postgresql://u:p@h:5432/db?{query}");
             let mut pairs = valid();
             pairs[0].1 = &url;
-            assert!(problems_of(&pairs).is_empty(), "{mode}");
+            assert!(problems_of(&pairs).is_empty(), "{query}");
         }
+        // libpq refuses verify-ca without a CA file; so do we, saying why.
+        let mut pairs = valid();
+        pairs[0].1 = "postgresql://u:p@h:5432/db?sslmode=verify-ca";
+        let p = problems_of(&pairs);
+        assert!(p.iter().any(|p| p.message.contains("sslrootcert")), "{p:?}");
+    }
+
+    #[test]
+    fn an_unverified_source_is_a_warning_naming_verify_full() {
+        let mut pairs = valid();
+        pairs[0].1 = "postgresql://u:p@db.example.com:5432/db?sslmode=require";
+        let (_, warnings) = validate(&env(&pairs), None).expect("valid");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.0.contains("not be verified") && w.0.contains("verify-full")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
     fn query_parameters_libpq_rejects_are_reported() {
         let mut pairs = valid();
-        let url = format!("{URL}&target_session_attrs=any");
+        let url = format!("{URL}&target_session_attrs=anything");
         pairs[0].1 = &url;
         let p = problems_of(&pairs);
         assert!(
             p.len() == 1 && p[0].message.contains("target_session_attrs"),
             "{p:?}"
         );
+        let url = format!("{URL}&pgbouncer=true");
+        pairs[0].1 = &url;
+        let p = problems_of(&pairs);
+        assert!(
+            p.len() == 1 && p[0].message.contains("\"pgbouncer\""),
+            "{p:?}"
+        );
+        let url = format!("{URL}&target_session_attrs=read-write&keepalives_idle=20");
+        pairs[0].1 = &url;
+        assert!(problems_of(&pairs).is_empty());
     }
 
     #[test]

@@ -231,6 +231,17 @@ async fn online_checks(ctx: &RunContext) -> Vec<String> {
                             project.id, project.pg_version
                         ),
                     );
+                    let extra = config
+                        .neon
+                        .as_ref()
+                        .and_then(|n| n.extra_roots.as_ref())
+                        .map(|p| format!(" and the roots in {}", p.display()))
+                        .unwrap_or_default();
+                    report(
+                        true,
+                        "neon branch connections",
+                        format!("will be verified in full against the public roots{extra}, to the host of the branch's endpoint, with channel binding (SCRAM-SHA-256-PLUS)"),
+                    );
                     if let Some(major) = source_major {
                         let fits = project.pg_version >= major;
                         report(

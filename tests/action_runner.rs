@@ -45,13 +45,23 @@ fn with_world(world: &World) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn run_action(with: &[(&'static str, String)], extra: &[(&'static str, &str)]) -> Run {
+fn run_action(
+    world: &World,
+    with: &[(&'static str, String)],
+    extra: &[(&'static str, &str)],
+) -> Run {
     let mut all: Vec<(&str, &str)> = with.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for (k, v) in extra {
         all.retain(|(key, _)| key != k);
         all.push((k, v));
     }
-    action_cli(&all).run(&["action"])
+    // The job's environment names the emulator clusters' test CA for branch certificates.
+    action_cli(&all)
+        .env(
+            "SUPANEON_NEON_CA_FILE",
+            world.neon_pg.ca_cert_path().to_str().unwrap(),
+        )
+        .run(&["action"])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,7 +71,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
     let secrets = [SOURCE_PASSWORD, API_KEY];
 
     // validate-config: online checks against the real source and the emulator.
-    let run = run_action(&with, &[("mode", "validate-config")]);
+    let run = run_action(&world, &with, &[("mode", "validate-config")]);
     assert_eq!(run.code, 0, "{}", run.describe());
     assert_masked_first(&run, &secrets);
     assert!(
@@ -77,7 +87,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
     assert!(!run.summary.trim().is_empty(), "{}", run.describe());
 
     // backup (the default mode): a verified branch, its outputs and a summary.
-    let run = run_action(&with, &[]);
+    let run = run_action(&world, &with, &[]);
     assert_eq!(run.code, 0, "{}", run.describe());
     assert_masked_first(&run, &secrets);
     let branch = run.output("backup-branch").expect("backup-branch output");
@@ -112,7 +122,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
     assert!(run.summary.contains("| public |"), "{}", run.summary);
 
     // restore-test: the newest backup restores; the test branch is gone afterwards.
-    let run = run_action(&with, &[("mode", "restore-test")]);
+    let run = run_action(&world, &with, &[("mode", "restore-test")]);
     assert_eq!(run.code, 0, "{}", run.describe());
     assert_masked_first(&run, &secrets);
     assert_eq!(
@@ -141,7 +151,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
     assert!(run.summary.contains(&branch), "{}", run.summary);
 
     // list: the backup, as outputs and a summary table.
-    let run = run_action(&with, &[("mode", "list")]);
+    let run = run_action(&world, &with, &[("mode", "list")]);
     assert_eq!(run.code, 0, "{}", run.describe());
     assert_masked_first(&run, &secrets);
     assert_eq!(
@@ -153,6 +163,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
 
     // prune with dry-run: the only backup is kept, nothing is deleted.
     let run = run_action(
+        &world,
         &with,
         &[("mode", "prune"), ("dry-run", "true"), ("keep-last", "1")],
     );
@@ -168,7 +179,7 @@ async fn each_mode_runs_as_the_runner_runs_it() {
 
     // A wrong API key: the run fails (exit 1) with an annotation and a result, and still leaks nothing.
     let wrong_key = "napi_wrong_distinctive_0042";
-    let run = run_action(&with, &[("neon-api-key", wrong_key)]);
+    let run = run_action(&world, &with, &[("neon-api-key", wrong_key)]);
     assert_eq!(run.code, 1, "{}", run.describe());
     assert_masked_first(&run, &[SOURCE_PASSWORD, wrong_key]);
     assert!(

@@ -94,7 +94,13 @@ impl LocalWorld {
             (
                 "SUPABASE_DATABASE_URL",
                 self.source
-                    .url("postgres", &self.source_password, "postgres"),
+                    .verified_url("postgres", &self.source_password, "postgres"),
+            ),
+            // The local clusters' certificates come from throwaway CAs, not public ones: the source's
+            // is named in its URI, the branches' here. Verification stays verify-full either way.
+            (
+                "SUPANEON_NEON_CA_FILE",
+                self.neon_pg.ca_cert_path().display().to_string(),
             ),
             ("NEON_API_KEY", self.api_key.clone()),
             ("NEON_PROJECT_ID", PROJECT_ID.to_string()),

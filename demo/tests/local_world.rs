@@ -13,11 +13,12 @@ use supaneon_testkit::{process_alive, test_majors};
 
 const READY_DEADLINE: Duration = Duration::from_secs(180);
 const EXIT_DEADLINE: Duration = Duration::from_secs(60);
-const VARIABLES: [&str; 5] = [
+const VARIABLES: [&str; 6] = [
     "SUPABASE_DATABASE_URL",
     "NEON_API_KEY",
     "NEON_PROJECT_ID",
     "NEON_API_URL",
+    "SUPANEON_NEON_CA_FILE",
     "SUPANEON_PG_BIN_DIR",
 ];
 

@@ -7,7 +7,7 @@
 
 use std::io::BufReader;
 use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,9 +40,17 @@ impl Visit {
     }
 }
 
+/// Visits in arrival order, each with whether its connection has ended; the condvar is told of every end.
+type Log = Arc<(Mutex<Vec<(Visit, bool)>>, Condvar)>;
+
+/// How long [`Impostor::visits`] waits for open connections to end (a client that refused the
+/// impostor closes at once; one that did not is read for at most [`READ_AFTER_REQUEST`]).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(20);
+const READ_AFTER_REQUEST: Duration = Duration::from_secs(5);
+
 pub struct Impostor {
     port: u16,
-    visits: Arc<Mutex<Vec<Visit>>>,
+    log: Log,
     ca_cert: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -59,8 +67,8 @@ impl Impostor {
         let listener = StdListener::bind("127.0.0.1:0").expect("bind the impostor");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("local addr").port();
-        let visits = Arc::new(Mutex::new(Vec::new()));
-        let recorded = visits.clone();
+        let log: Log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let recorded = log.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,17 +82,24 @@ impl Impostor {
                         continue;
                     };
                     let acceptor = acceptor.clone();
+                    // Registered at accept, before the client can have learnt anything from us.
+                    let index = {
+                        let mut visits = recorded.0.lock().unwrap();
+                        visits.push((Visit::default(), false));
+                        visits.len() - 1
+                    };
                     let recorded = recorded.clone();
                     tokio::spawn(async move {
                         let visit = serve(socket, acceptor, asks).await;
-                        recorded.lock().unwrap().push(visit);
+                        recorded.0.lock().unwrap()[index] = (visit, true);
+                        recorded.1.notify_all();
                     });
                 }
             });
         });
         Impostor {
             port,
-            visits,
+            log,
             ca_cert: files.ca_cert,
             _dir: dir,
         }
@@ -99,9 +114,19 @@ impl Impostor {
         &self.ca_cert
     }
 
-    /// The visits so far.
+    /// Every visit so far, once each has ended, so nothing a client sent can still be in flight.
     pub fn visits(&self) -> Vec<Visit> {
-        self.visits.lock().unwrap().clone()
+        let (lock, ended) = &*self.log;
+        let (visits, timeout) = ended
+            .wait_timeout_while(lock.lock().unwrap(), SETTLE_DEADLINE, |v| {
+                v.iter().any(|(_, done)| !done)
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "a connection to the impostor stayed open"
+        );
+        visits.iter().map(|(v, _)| v.clone()).collect()
     }
 
     /// Panics when any visit carried a password message or `secret` in any form the client could
@@ -192,7 +217,7 @@ async fn serve(
     }
     let mut buf = [0u8; 4096];
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await {
+        match tokio::time::timeout(READ_AFTER_REQUEST, tls.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => visit.after_startup.extend_from_slice(&buf[..n]),
             _ => break,
         }
