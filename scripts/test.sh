@@ -9,7 +9,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/setup.sh
 
-log "linters: shellcheck, hadolint, yamllint, actionlint (scripts/lint.sh)"
+log "linters: shellcheck, hadolint, yamllint, check-jsonschema, actionlint (scripts/lint.sh)"
 bash scripts/lint.sh
 
 log "dependency policy: cargo deny bans, licenses, sources, offline (scripts/deny.sh)"
