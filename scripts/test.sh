@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what a fresh Debian 12 machine lacks (scripts/setup.sh), then runs
-# the formatters, linters and every test against real PostgreSQL 15 and 17 servers that the tests start.
+# the linters, the dependency policy (cargo deny, offline), the formatter, clippy and every test against real
+# PostgreSQL 15 and 17 servers that the tests start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,8 +9,11 @@ log() { printf '\n==> %s\n' "$*"; }
 
 bash scripts/setup.sh
 
-log "linters: shellcheck, hadolint, yamllint, actionlint (scripts/lint.sh)"
+log "linters: shellcheck, hadolint, yamllint, check-jsonschema, actionlint (scripts/lint.sh)"
 bash scripts/lint.sh
+
+log "dependency policy: cargo deny bans, licenses, sources, offline (scripts/deny.sh)"
+bash scripts/deny.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -114,14 +114,7 @@ fn the_composite_forwards_every_input_through_env() {
         !script.contains("${{"),
         "no expressions inside the script (template injection)"
     );
-    let image = std::fs::read_to_string(repo_root().join("image-ref")).unwrap();
-    let image = image.trim();
-    assert!(
-        image.starts_with("ghcr.io/")
-            && !image.ends_with(":latest")
-            && (image.contains("@sha256:") || image.contains(":v")),
-        "{image}"
-    );
+    // image-ref itself (a digest only in release commits) is checked by tests/action_entry.rs.
 }
 
 #[test]

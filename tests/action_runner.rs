@@ -1,16 +1,13 @@
 //! The binary exactly as the runner runs the action: the composite step's `INPUT_*` environment (action.yml's
 //! defaults plus the test's `with:`), `GITHUB_ACTIONS=true`, `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` files,
-//! against the emulator and real clusters. Also `scripts/action-entry.sh` with a stand-in `docker` that
-//! records what it was asked to run (there is no Docker engine here).
+//! against the emulator and real clusters. `scripts/action-entry.sh`, which starts the container, has its own
+//! suite: tests/action_entry.rs.
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use supaneon_testkit::pg_bin_dir;
-use support::action::{action_cli, step_env};
-use support::cli::{repo_root, Run};
+use support::action::action_cli;
+use support::cli::Run;
 use support::world::{World, API_KEY, PROJECT_ID, SOURCE_PASSWORD};
 
 /// Before anything else, the run registers its secrets with the runner: the first stdout lines are masks,
@@ -233,128 +230,4 @@ fn a_bad_input_exits_2_with_an_error_annotation_and_changes_nothing() {
         "{}",
         run.describe()
     );
-}
-
-/// Runs `scripts/action-entry.sh` as the composite step does, with a stand-in `docker` first on PATH that
-/// records its argv and the INPUT_* values it would forward, and exits with `docker_exit`.
-fn run_entry(
-    dir: &Path,
-    extra_env: &[(&str, &str)],
-    docker_exit: i32,
-) -> (i32, String, String, String) {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let record = dir.join("docker-argv");
-    let env_record = dir.join("docker-env");
-    let fake = bin.join("docker");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > '{}'\nenv | grep '^INPUT_' | sort > '{}'\nexit {docker_exit}\n",
-            record.display(),
-            env_record.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo_root().join("scripts/action-entry.sh"))
-        .env_clear()
-        .env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-        )
-        .env("GITHUB_ACTION_PATH", repo_root())
-        .env("GITHUB_OUTPUT", dir.join("output"))
-        .env("GITHUB_STEP_SUMMARY", dir.join("summary"))
-        .env("GITHUB_WORKSPACE", dir);
-    for (k, v) in step_env(&[
-        ("supabase-database-url", "postgresql://u:Entry-pw-3301@h/db"),
-        ("neon-api-key", "napi_entry_key_8812"),
-        ("neon-project-id", PROJECT_ID),
-    ]) {
-        cmd.env(k, v);
-    }
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        std::fs::read_to_string(&record).unwrap_or_default(),
-        std::fs::read_to_string(&env_record).unwrap_or_default(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn the_entry_script_forwards_inputs_by_name_and_runs_only_the_pinned_or_a_local_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let pinned = std::fs::read_to_string(repo_root().join("image-ref")).unwrap();
-    let pinned = pinned.trim();
-
-    let (code, argv, env, stderr) = run_entry(dir.path(), &[], 0);
-    assert_eq!(code, 0, "{stderr}");
-    let args: Vec<&str> = argv.lines().collect();
-    assert_eq!(args.first(), Some(&"run"), "{argv}");
-    assert_eq!(&args[args.len() - 2..], &[pinned, "action"], "{argv}");
-    for (name, _) in step_env(&[]) {
-        assert!(
-            args.windows(2).any(|w| w == ["-e", name.as_str()]),
-            "{name} is not forwarded by name: {argv}"
-        );
-    }
-    for secret in ["Entry-pw-3301", "napi_entry_key_8812"] {
-        assert!(!argv.contains(secret), "a secret on docker's argv: {argv}");
-        assert!(
-            env.contains(secret),
-            "{secret} not in the forwarded environment"
-        );
-    }
-    for needed in [
-        "GITHUB_ACTIONS=true",
-        "GITHUB_OUTPUT=/github/file_commands/output",
-        "GITHUB_STEP_SUMMARY=/github/file_commands/summary",
-    ] {
-        assert!(args.contains(&needed), "{needed}: {argv}");
-    }
-
-    // The container's exit code is the step's.
-    let (code, _, _, _) = run_entry(dir.path(), &[], 2);
-    assert_eq!(code, 2);
-    let (code, _, _, _) = run_entry(dir.path(), &[], 1);
-    assert_eq!(code, 1);
-
-    // The self-test's locally built image is accepted; any other override is refused before docker runs.
-    let (code, argv, _, stderr) = run_entry(
-        dir.path(),
-        &[("SUPANEON_SYNC_IMAGE", "supaneon-sync:selftest")],
-        0,
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        argv.lines().any(|l| l == "supaneon-sync:selftest"),
-        "{argv}"
-    );
-    let (code, argv, _, stderr) = run_entry(
-        dir.path(),
-        &[("SUPANEON_SYNC_IMAGE", "localhost/supaneon-sync:pr-12")],
-        0,
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        argv.lines().any(|l| l == "localhost/supaneon-sync:pr-12"),
-        "{argv}"
-    );
-    std::fs::remove_file(dir.path().join("docker-argv")).unwrap();
-    let (code, argv, _, stderr) = run_entry(
-        dir.path(),
-        &[("SUPANEON_SYNC_IMAGE", "ghcr.io/someone/else:latest")],
-        0,
-    );
-    assert_eq!(code, 2, "{stderr}");
-    assert!(argv.is_empty(), "docker ran: {argv}");
-    assert!(stderr.starts_with("::error"), "{stderr}");
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The dependency policy (deny.toml), offline: cargo deny's bans, licenses and sources checks on the project,
+# then proof that the check bites: a fixture crate under a license deny.toml does not allow must fail it,
+# and the same fixture under MIT must pass (so the failure is the license, not the set-up).
+# The advisories check needs the RustSec database from GitHub: .github/workflows/advisories.yml runs it.
+# Installs cargo-deny idempotently into .cache/cargo-deny (from crates.io, about 2 minutes the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+version=0.20.2
+root=.cache/cargo-deny
+deny="$root/bin/cargo-deny"
+if [[ "$("$deny" --version 2>/dev/null || true)" != "cargo-deny $version" ]]; then
+  log "installing cargo-deny $version into $root"
+  # cargo's own temporary target directory: nothing of this build lands in the project's target.
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --force --root "$root" cargo-deny --version "$version"
+fi
+
+log "cargo deny: bans, licenses, sources (offline)"
+# --frozen: Cargo.lock as committed, no network. -L error: duplicate versions are warnings, not shown here.
+"$deny" -L error --frozen check bans licenses sources
+
+log "cargo deny refuses a disallowed license (tests/fixtures/deny-disallowed, GPL-3.0-only)"
+fixture=tests/fixtures/deny-disallowed
+out="$(mktemp)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$out" "$scratch"' EXIT
+if "$deny" --manifest-path "$fixture/Cargo.toml" --config deny.toml --frozen check licenses > "$out" 2>&1; then
+  cat "$out"
+  echo "FAIL: cargo deny accepted a GPL-3.0-only crate" >&2
+  exit 1
+fi
+if ! grep -q 'rejected: license is not explicitly allowed' "$out" || ! grep -q 'licenses FAILED' "$out"; then
+  cat "$out"
+  echo "FAIL: cargo deny failed on the fixture, but not for its license" >&2
+  exit 1
+fi
+echo "refused, as it must be: $(grep -o 'licenses FAILED' "$out")"
+
+cp -r "$fixture/." "$scratch/"
+sed -i 's/^license = "GPL-3.0-only"$/license = "MIT"/' "$scratch/Cargo.toml"
+grep -q '^license = "MIT"$' "$scratch/Cargo.toml"
+if ! "$deny" --manifest-path "$scratch/Cargo.toml" --config deny.toml --frozen check licenses > "$out" 2>&1; then
+  cat "$out"
+  echo "FAIL: cargo deny refused the same fixture under MIT" >&2
+  exit 1
+fi
+echo "the same crate under MIT passes"
+
+log "dependency policy: clean"
