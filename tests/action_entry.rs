@@ -265,6 +265,29 @@ fn a_digest_in_the_owners_namespace_is_pulled_and_run_with_inputs_by_name() {
     }
     assert!(entry.sleeps.is_empty(), "{:?}", entry.sleeps);
 
+    // The documented environment-only settings reach the container when set, and only then.
+    assert!(
+        !args.iter().any(|a| a == "SUPANEON_NEON_CA_FILE"),
+        "{args:?}"
+    );
+    let tuned = setup.run(&[
+        ("SUPANEON_NEON_CA_FILE", "/github/workspace/ca.pem"),
+        ("SUPANEON_LOG", "debug"),
+        ("RUNNER_DEBUG", "1"),
+        ("SUPANEON_UNRELATED", "x"),
+    ]);
+    let args = tuned.run_argv();
+    for name in ["SUPANEON_NEON_CA_FILE", "SUPANEON_LOG", "RUNNER_DEBUG"] {
+        assert!(
+            args.windows(2).any(|w| w[0] == "-e" && w[1] == name),
+            "{name}: {args:?}"
+        );
+    }
+    assert!(
+        !args.iter().any(|a| a.contains("SUPANEON_UNRELATED")),
+        "{args:?}"
+    );
+
     // The container's exit code is the step's.
     for code in [1, 2] {
         let setup = Setup::new(&pinned("ghcr.io/acme-ops/supaneon-sync", "1.4.2"), 0, code);
