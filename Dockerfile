@@ -82,8 +82,9 @@ LABEL org.opencontainers.image.title="supaneon-sync" \
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/supaneon-sync"]
 CMD ["action"]
 
-# Smoke test: the binary starts; every bundled pg_dump and pg_restore finds all its libraries and runs; the
-# perl package (beyond the essential perl-base) is not installed.
+# Smoke test: the binary starts; every bundled pg_dump and pg_restore finds all its libraries and runs; their
+# libpq knows require_auth (SCRAM only on an unverified source: SECURITY.md); the perl package (beyond the
+# essential perl-base) is not installed.
 RUN supaneon-sync --version \
     && for v in ${PG_MAJORS}; do \
          for tool in pg_dump pg_restore; do \
@@ -91,6 +92,10 @@ RUN supaneon-sync --version \
            if ldd "$bin" | grep 'not found'; then exit 1; fi; \
            "$bin" --version | grep -q "(PostgreSQL) $v\."; \
          done; \
+         if "/usr/lib/postgresql/$v/bin/pg_dump" --schema-only \
+              "--dbname=require_auth=scram-sha-256 host=/nonexistent" 2>&1 | grep -q 'invalid connection option'; then \
+           echo "the libpq of pg_dump $v lacks require_auth (libpq >= 16 is needed)" >&2; exit 1; \
+         fi; \
        done \
     && if dpkg-query -W -f '${Status}' perl 2>/dev/null | grep -q 'install ok installed'; then \
          echo "perl is installed" >&2; exit 1; \
