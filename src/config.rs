@@ -144,11 +144,17 @@ pub struct RawSettings {
     neon_call_deadline: Option<String>,
     /// `SUPANEON_NEON_CA_FILE`: extra roots for Neon branch certificates, environment only.
     neon_ca_file: Option<String>,
+    /// `SUPANEON_STALL_TIMEOUT_SECONDS`: the relay's watchdog, environment only.
+    stall_timeout: Option<String>,
 }
 
 /// How long one Neon API call may take across its retries, unless tuned.
 pub const DEFAULT_NEON_CALL_DEADLINE_SECONDS: u64 = 90;
 const NEON_CALL_DEADLINE_ENV: &str = "SUPANEON_NEON_CALL_DEADLINE_SECONDS";
+/// How long the dump → restore stream may move no byte before the run fails, unless tuned: long enough
+/// for pg_dump to wait out a short lock on the source, short enough that a hung run frees the source.
+pub const DEFAULT_STALL_TIMEOUT_SECONDS: u64 = 300;
+const STALL_TIMEOUT_ENV: &str = "SUPANEON_STALL_TIMEOUT_SECONDS";
 /// A PEM file of roots trusted for Neon branch certificates besides the public roots: for a private
 /// Neon-compatible endpoint, or the local emulator's test CA. Verification stays verify-full with
 /// channel binding; this only adds anchors.
@@ -189,6 +195,10 @@ impl RawSettings {
         self.neon_call_deadline = vars.get(NEON_CALL_DEADLINE_ENV).cloned();
         self.neon_ca_file = vars
             .get(NEON_CA_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .cloned();
+        self.stall_timeout = vars
+            .get(STALL_TIMEOUT_ENV)
             .filter(|v| !v.is_empty())
             .cloned();
     }
@@ -342,6 +352,8 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub pg_bin_dirs: Vec<PathBuf>,
     pub on_github_actions: bool,
+    /// The relay's watchdog: the run fails when the stream moves no byte for this long.
+    pub stall_timeout: std::time::Duration,
 }
 
 /// Something worth telling the user that does not stop the run.
@@ -386,6 +398,17 @@ pub fn validate(
     let verify = v.verify_level();
     let expiry = v.number("restore-test-expiry-hours", 1, 30 * 24);
     let dry_run = v.boolean("dry-run");
+    let stall_timeout = match raw.stall_timeout.as_deref().map(str::parse::<u64>) {
+        None => Some(DEFAULT_STALL_TIMEOUT_SECONDS),
+        Some(Ok(secs)) if (1..=86_400).contains(&secs) => Some(secs),
+        Some(_) => {
+            v.problems.push(Problem {
+                setting: STALL_TIMEOUT_ENV.into(),
+                message: "expected a whole number of seconds from 1 to 86400".into(),
+            });
+            None
+        }
+    };
     let pg_bin_dirs = v.pg_bin_dir();
     let backup_branch = raw.get("backup-branch").map(|b| b.value.clone());
     if let Some(name) = &backup_branch {
@@ -410,7 +433,16 @@ pub fn validate(
             Some(verify),
             Some(expiry),
             Some(dry_run),
-        ) = (mode, keep_last, prune_after_backup, verify, expiry, dry_run)
+            Some(stall_timeout),
+        ) = (
+            mode,
+            keep_last,
+            prune_after_backup,
+            verify,
+            expiry,
+            dry_run,
+            stall_timeout,
+        )
         else {
             unreachable!("every None above recorded a problem");
         };
@@ -455,6 +487,7 @@ pub fn validate(
             config_file: raw.get("config-file").map(|f| PathBuf::from(&f.value)),
             pg_bin_dirs,
             on_github_actions: raw.on_github_actions,
+            stall_timeout: std::time::Duration::from_secs(stall_timeout),
         };
         Ok((config, warnings))
     } else {
@@ -1182,6 +1215,26 @@ mod tests {
         pairs[0].1 = "postgresql://u:p@h:5432/db?sslmode=verify-ca";
         let p = problems_of(&pairs);
         assert!(p.iter().any(|p| p.message.contains("sslrootcert")), "{p:?}");
+    }
+
+    #[test]
+    fn the_stall_timeout_is_tuned_by_its_environment_variable() {
+        let (cfg, _) = validate(&env(&valid()), None).expect("valid");
+        assert_eq!(cfg.stall_timeout.as_secs(), DEFAULT_STALL_TIMEOUT_SECONDS);
+        let mut pairs = valid();
+        pairs.push(("SUPANEON_STALL_TIMEOUT_SECONDS", "45"));
+        let (cfg, _) = validate(&env(&pairs), None).expect("valid");
+        assert_eq!(cfg.stall_timeout.as_secs(), 45);
+        for bad in ["0", "abc", "86401"] {
+            let mut pairs = valid();
+            pairs.push(("SUPANEON_STALL_TIMEOUT_SECONDS", bad));
+            let p = problems_of(&pairs);
+            assert!(
+                p.iter()
+                    .any(|p| p.setting == "SUPANEON_STALL_TIMEOUT_SECONDS"),
+                "{bad}: {p:?}"
+            );
+        }
     }
 
     #[test]

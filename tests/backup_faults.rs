@@ -143,6 +143,65 @@ async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
     assert_no_backup_left(&world, &run);
 }
 
+/// Our sessions on the source (the snapshot's, the manifest's, pg_dump's), as the source sees them.
+fn our_source_sessions(world: &World) -> usize {
+    world
+        .source
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'supaneon-sync%'",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_pg_dump_fails_the_run_within_the_watchdog_and_frees_the_source() {
+    const STALL_SECONDS: u64 = 3;
+    let world = World::start(15).await;
+    let cli = world
+        .cli()
+        .env("SUPANEON_STALL_TIMEOUT_SECONDS", &STALL_SECONDS.to_string());
+    let child = spawn_streaming_backup(&world, &cli);
+    let pid = child.pid();
+    let tools = tool_pids(pid);
+    let dumps = children_named(pid, "pg_dump");
+    assert_eq!(dumps.len(), 1, "pg_dump children: {dumps:?}");
+    assert!(
+        our_source_sessions(&world) >= 2,
+        "the snapshot and pg_dump read the source"
+    );
+    // A frozen pg_dump: alive, holding its source session, sending nothing.
+    send_signal("STOP", dumps[0]);
+    let stopped_at = std::time::Instant::now();
+    let run = child.wait();
+    let took = stopped_at.elapsed();
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains(&format!("moved no byte for {STALL_SECONDS} s")),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr.contains("SUPANEON_STALL_TIMEOUT_SECONDS"),
+        "the hint names the knob"
+    );
+    assert!(
+        took < Duration::from_secs(STALL_SECONDS + 30),
+        "the watchdog took {took:?}"
+    );
+    assert_all_gone(&tools);
+    // The backends of the killed pg_dump and of the snapshot end as their connections close.
+    wait_until(
+        "our source sessions to end",
+        Duration::from_secs(20),
+        || our_source_sessions(&world) == 0,
+    );
+    assert_no_backup_left(&world, &run);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_source_stopping_mid_dump_fails_cleanly() {
     let mut world = World::start(15).await;

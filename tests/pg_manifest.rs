@@ -518,6 +518,14 @@ fn refused_extension_is_reported_and_a_stale_materialized_view_is_advisory() {
     target.setup_neon_target(OWNER_PASSWORD);
     runtime().block_on(async {
         let snapshot = SourceSnapshot::open(as_postgres(&source).await).await.unwrap();
+        // The exporting transaction is bounded: a frozen run's snapshot is ended by the server.
+        let idle_timeout = snapshot
+            .client()
+            .query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0);
+        assert_eq!(idle_timeout, "5min", "PG{major}");
         let selection = select(snapshot.client(), &ContentPolicy::default()).await.unwrap();
         let expected = snapshot.take_manifest(&selection).await.unwrap();
         let report = prepare_target(snapshot.client(), &as_neon_owner(&target).await, &selection)

@@ -141,9 +141,26 @@ pub async fn pin_session(client: &impl GenericClient) -> Result<(), InspectError
 ///
 /// It owns its connection so the transaction stays open as long as the value lives; dropping it
 /// without [`finish`](Self::finish) closes the connection, which ends the transaction too.
+///
+/// While it is open the source's vacuum cannot remove rows it can see, so it is bounded: the session has
+/// an `idle_in_transaction_session_timeout`, and a heartbeat from this process keeps it from firing
+/// while the run is alive. A run that hangs or is frozen stops the heartbeat, and the server ends the
+/// transaction within [`SNAPSHOT_IDLE_TIMEOUT`].
 pub struct SourceSnapshot {
-    client: Client,
+    client: std::sync::Arc<Client>,
     snapshot_id: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// The exporting transaction's `idle_in_transaction_session_timeout`.
+pub const SNAPSHOT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often the heartbeat runs `SELECT 1` in it: well inside the timeout.
+const SNAPSHOT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Drop for SourceSnapshot {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
 }
 
 impl SourceSnapshot {
@@ -151,13 +168,30 @@ impl SourceSnapshot {
     pub async fn open(client: Client) -> Result<SourceSnapshot, InspectError> {
         pin_session(&client).await?;
         client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = '{}s'; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                SNAPSHOT_IDLE_TIMEOUT.as_secs()
+            ))
             .await
             .map_err(InspectError::query("opening the snapshot transaction"))?;
         let snapshot_id = export_snapshot(&client).await?;
+        let client = std::sync::Arc::new(client);
+        let beating = client.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(SNAPSHOT_HEARTBEAT);
+            ticker.tick().await; // the first tick is immediate
+            loop {
+                ticker.tick().await;
+                if beating.simple_query("SELECT 1").await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(SourceSnapshot {
             client,
             snapshot_id,
+            heartbeat,
         })
     }
 
@@ -189,7 +223,7 @@ impl SourceSnapshot {
         let mut opened = Vec::new();
         let result = async {
             begin_all(helpers, &import, &mut opened).await?;
-            let mut workers = vec![&self.client];
+            let mut workers: Vec<&Client> = vec![&self.client];
             workers.extend_from_slice(helpers);
             manifest_in_transaction(&workers, selection, None, &KnownChecksums::new()).await
         }
@@ -198,12 +232,12 @@ impl SourceSnapshot {
     }
 
     /// Ends the transaction and hands the connection back.
-    pub async fn finish(self) -> Result<Client, InspectError> {
+    pub async fn finish(self) -> Result<(), InspectError> {
+        self.heartbeat.abort();
         self.client
             .batch_execute("COMMIT")
             .await
-            .map_err(InspectError::query("closing the snapshot transaction"))?;
-        Ok(self.client)
+            .map_err(InspectError::query("closing the snapshot transaction"))
     }
 }
 

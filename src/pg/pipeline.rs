@@ -76,7 +76,12 @@ pub struct DumpOptions {
     pub exclude_table_data: Vec<String>,
     /// A snapshot from `pg_export_snapshot()`, so pg_dump sees what the manifest saw.
     pub snapshot: Option<String>,
+    /// The stream fails when it moves no byte for this long ([`DEFAULT_STALL_TIMEOUT`] when `None`).
+    pub stall_timeout: Option<Duration>,
 }
+
+/// The watchdog's limit unless one is given: a few minutes, as long as pg_dump may fairly wait for a lock.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which sections of the database one pg_dump writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +188,8 @@ pub enum PipelineError {
     SchemaArchive(std::io::Error),
     #[error("cancelled: pg_dump and pg_restore were stopped")]
     Cancelled,
+    #[error("the dump → restore stream moved no byte for {seconds} s ({relayed} relayed until then); pg_dump and pg_restore were stopped")]
+    Stalled { seconds: u64, relayed: String },
     #[error("{target}: the certificate is not verified (sslmode=require), so only SCRAM may carry the password, but the libpq of {tool} is older than 16 and cannot enforce that (require_auth); nothing was started")]
     AuthUnenforceable { target: String, tool: String },
 }
@@ -204,6 +211,9 @@ impl PipelineError {
             PipelineError::Relay(_) => "the archive stream broke; retry, and check disk and memory of the runner",
             PipelineError::SchemaArchive(_) => "the runner could not hold the schema archive in memory (memfd_create on Linux); retry, and check the runner's memory",
             PipelineError::Cancelled => "the run was cancelled; the incomplete branch is left for pruning",
+            PipelineError::Stalled { .. } => {
+                "the source or the Neon branch stopped answering: check that the Supabase project is up (not paused or overloaded) and that no long lock on its tables holds pg_dump back; raise SUPANEON_STALL_TIMEOUT_SECONDS if a slow link needs longer"
+            }
             PipelineError::AuthUnenforceable { .. } => {
                 "verify the server's certificate (sslmode=verify-full with sslrootcert=<the server's CA>), or use pg_dump/pg_restore linked with libpq 16 or newer (the supaneon-sync image ships them; set pg-bin-dir)"
             }
@@ -815,6 +825,7 @@ async fn stream(
 
     let bytes = Arc::new(AtomicU64::new(0));
     let _progress = AbortOnDrop(tokio::spawn(log_progress(bytes.clone(), started)));
+    let stall_limit = opts.stall_timeout.unwrap_or(DEFAULT_STALL_TIMEOUT);
 
     // Phase 1: stream until pg_dump closes its stdout, unless a child fails or we are cancelled.
     // pg_dump's exit is watched too: killed while the relay is blocked on a full pipe, it would
@@ -844,6 +855,7 @@ async fn stream(
                     }
                 }
                 _ = cancelled(&mut cancel) => break Phase1::Cancelled,
+                _ = stalled(&bytes, stall_limit) => break Phase1::Stalled,
             }
         }
         // The relay (and with it pg_restore's stdin) is dropped here: pg_restore sees EOF.
@@ -851,6 +863,20 @@ async fn stream(
     let sha256 = match relayed {
         Phase1::Relayed(Ok(digest)) => digest,
         Phase1::Cancelled => return Err(cancel_both(&mut dump, &mut restore).await),
+        Phase1::Stalled => {
+            // A stopped child still dies of SIGKILL; its connections close with it.
+            kill(&mut dump).await;
+            kill(&mut restore).await;
+            let relayed = bytes.load(Ordering::Relaxed);
+            tracing::warn!(
+                "dump → restore moved no byte for {} s; pg_dump and pg_restore were stopped",
+                stall_limit.as_secs()
+            );
+            return Err(PipelineError::Stalled {
+                seconds: stall_limit.as_secs(),
+                relayed: human_bytes(relayed),
+            });
+        }
         Phase1::DumpFailed(status) => {
             return Err(dump_failure(status, &mut restore, dump_err.await).await)
         }
@@ -923,6 +949,25 @@ enum Phase1 {
     DumpFailed(ExitStatus),
     RestoreExited(std::io::Result<ExitStatus>),
     Cancelled,
+    Stalled,
+}
+
+/// Resolves once `bytes` has not moved for `limit`: the source, the branch or a child stopped answering.
+async fn stalled(bytes: &AtomicU64, limit: Duration) {
+    let check = (limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(check);
+    let mut last = bytes.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    loop {
+        ticker.tick().await;
+        let now = bytes.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= limit {
+            return;
+        }
+    }
 }
 
 enum RelayFailure {
@@ -1222,6 +1267,7 @@ mod tests {
             exclude_tables: vec!["public.Audit.Log".into(), "bare".into()],
             exclude_table_data: vec!["app_private.big?".into()],
             snapshot: Some("00000003-0000001B-1".into()),
+            stall_timeout: None,
         };
         let args = dump_args(&opts, Part::PreDataAndData);
         assert!(args.contains(&"--compress=0".to_string()));
