@@ -167,8 +167,20 @@ fn branch_password(world: &World) -> String {
 async fn no_mode_hands_a_password_to_an_impostor() {
     for major in test_majors() {
         let world = World::start(major).await;
+        // First the real thing: every mode passes over Neon-shaped URIs (channel_binding=require),
+        // verified in full against the clusters' CA.
         let real_backup = world.cli().run(&["backup-run"]);
         assert_eq!(real_backup.code, 0, "{}", real_backup.describe());
+        let real_test = world.cli().run(&["restore-test"]);
+        assert_eq!(real_test.code, 0, "PG {major}: {}", real_test.describe());
+        let real_list = world.cli().run(&["list", "--json"]);
+        assert_eq!(real_list.code, 0, "PG {major}: {}", real_list.describe());
+        assert!(
+            real_list.stdout.contains("\"verification\": \"verified\"")
+                || real_list.stdout.contains("\"verification\":\"verified\""),
+            "list read the backup's manifest over a verified connection: {}",
+            real_list.describe()
+        );
         let owner_password = branch_password(&world);
         assert!(!owner_password.is_empty());
 
