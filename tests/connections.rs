@@ -67,6 +67,18 @@ async fn channel_binding_and_full_verification_against_real_servers() {
             assert!(ssl);
         }
 
+        // Direct TLS without the SSLRequest round trip (PostgreSQL 17 and libpq 17).
+        if major >= 17 {
+            let url = format!(
+                "{}&sslnegotiation=direct&channel_binding=require",
+                cluster.verified_url("postgres", PASSWORD, "postgres")
+            );
+            let (_, facts) = conn::connect_with_facts(&spec(&url), "conn test")
+                .await
+                .unwrap_or_else(|e| panic!("PG {major} direct: {e}"));
+            assert_eq!(facts.auth.as_deref(), Some("SCRAM-SHA-256-PLUS"));
+        }
+
         // A Neon-shaped branch URI: verify-full with channel binding, the test CA as the extra root.
         let (_, facts) =
             conn::connect_with_facts(&neon_shaped(&cluster, Some(ca), "127.0.0.1"), "conn test")

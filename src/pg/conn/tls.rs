@@ -194,10 +194,13 @@ pub(super) fn client_config(
         provider,
         facts,
     };
-    Ok(builder
+    let mut config = builder
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth())
+        .with_no_client_auth();
+    // As libpq 17 does: PostgreSQL 17 requires this ALPN for sslnegotiation=direct, older servers ignore it.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
 }
 
 fn root_store(target: &str, anchor: &Anchor) -> Result<RootCertStore, ConnError> {
