@@ -15,11 +15,64 @@ use crate::secret::redact;
 /// GitHub drops a step summary larger than this.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
 
-/// Escapes a workflow command's data part.
+/// Escapes a workflow command's data part; other control characters are shown as escapes.
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
+    let escaped = s
+        .replace('%', "%25")
         .replace('\r', "%0D")
-        .replace('\n', "%0A")
+        .replace('\n', "%0A");
+    one_line(&escaped)
+}
+
+/// Whether `line` is a workflow command of the kinds supaneon-sync writes (the payloads of injection
+/// attempts are not: they start a line only if something failed to escape them).
+pub fn is_our_command(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("::") else {
+        return false;
+    };
+    let name = rest.split([' ', ':']).next().unwrap_or("");
+    matches!(
+        name,
+        "add-mask" | "group" | "endgroup" | "warning" | "error" | "notice" | "debug"
+    )
+}
+
+/// One line of text: CR, LF and every other control character (and Unicode's line and paragraph
+/// separators) shown as an escape, so a name or a server message can never start a line of its own.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A line that cannot be taken for a workflow command: the runner parses `::cmd::` (and the older
+/// `##[cmd]`) at the start of any stdout or stderr line, so such a line gets a visible prefix.
+pub fn defuse(line: &str) -> String {
+    let t = line.trim_start();
+    if t.starts_with("::") || t.starts_with("##[") {
+        format!("> {line}")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Text of several lines (a table, a JSON document, an error report) made safe to print: each line
+/// loses its control characters and is defused.
+pub fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| defuse(&one_line(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Escapes a workflow command's property value.
@@ -102,9 +155,10 @@ impl Actions {
         }
     }
 
-    /// A line for the user (stdout), redacted.
+    /// Text for the user (stdout), redacted; one line per `\n` in it (tables, JSON), none of which can be
+    /// taken for a workflow command. Values inside a line should be [`one_line`]d by the caller.
     pub fn info(&self, message: &str) {
-        self.write_line(&redact(message));
+        self.write_line(&safe_lines(&redact(message)));
     }
 
     pub fn warning(&self, message: &str) {
@@ -124,7 +178,10 @@ impl Actions {
             self.write_line(&format!("::{level}{props}::{}", escape_data(&message)));
         } else {
             let prefix = title.map(|t| format!("{t}: ")).unwrap_or_default();
-            self.write_line(&format!("{level}: {prefix}{message}"));
+            self.write_line(&format!(
+                "{level}: {}",
+                one_line(&format!("{prefix}{message}"))
+            ));
         }
     }
 
@@ -133,7 +190,7 @@ impl Actions {
         if self.on_actions() {
             self.write_line(&format!("::group::{}", escape_data(&redact(name))));
         } else {
-            self.write_line(&format!("== {} ==", redact(name)));
+            self.write_line(&format!("== {} ==", one_line(&redact(name))));
         }
         GroupGuard {
             actions: self.clone(),
@@ -147,7 +204,7 @@ impl Actions {
         let file = self.lock().output_file.clone();
         let Some(file) = file else {
             if !self.on_actions() {
-                self.write_line(&format!("{name}={value}"));
+                self.write_line(&defuse(&format!("{name}={}", one_line(&value))));
             }
             return Ok(());
         };
@@ -169,7 +226,7 @@ impl Actions {
         let mut inner = self.lock();
         let Some(file) = inner.summary_file.clone() else {
             if !inner.on_actions {
-                let _ = writeln!(inner.out, "{markdown}");
+                let _ = writeln!(inner.out, "{}", safe_lines(&markdown));
             }
             return Ok(());
         };
@@ -234,6 +291,36 @@ mod tests {
     fn escaping_tables() {
         assert_eq!(escape_data("50%\r\nx:y,z"), "50%25%0D%0Ax:y,z");
         assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
+    }
+
+    #[test]
+    fn no_printed_line_can_be_a_workflow_command() {
+        let evil = "x\n::warning title=pwn::fake\r\n::set-output name=backup-branch::evil\u{7}";
+        assert_eq!(
+            one_line(evil),
+            "x\\n::warning title=pwn::fake\\r\\n::set-output name=backup-branch::evil\\u{7}"
+        );
+        for on_actions in [true, false] {
+            let buf = Buf::default();
+            let a = Actions::new(Box::new(buf.clone()), on_actions, None, None);
+            a.info(&format!("branch {evil}"));
+            a.info(evil);
+            a.info("  ::stop-commands::tok\n##[warning]old");
+            a.warning(evil);
+            a.error(Some(evil), evil);
+            drop(a.group(evil));
+            a.set_output("result", evil).unwrap();
+            a.append_summary(evil).unwrap();
+            for line in buf.text().lines() {
+                let t = line.trim_start();
+                if t.starts_with("::") {
+                    assert!(is_our_command(t), "{line}\n{}", buf.text());
+                }
+                assert!(!t.starts_with("::warning title=pwn"), "{line}");
+                assert!(!t.starts_with("##["), "{line}");
+                assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+            }
+        }
     }
 
     #[test]

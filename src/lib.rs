@@ -6,12 +6,14 @@
 pub mod actions;
 pub mod backup;
 pub mod branches;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod list;
 pub mod logging;
 pub mod neon;
+pub mod ownership;
 pub mod pg;
 pub mod preflight;
 pub mod prune;

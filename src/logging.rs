@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use crate::actions::{defuse, one_line};
 use crate::secret::redact;
 
 /// Installs the subscriber. The level comes from `SUPANEON_LOG` (default `info`).
@@ -50,8 +51,12 @@ impl Write for RedactingWriter {
 
 impl Drop for RedactingWriter {
     fn drop(&mut self) {
-        // One event is formatted into one writer, so redaction sees whole lines.
+        // One event is formatted into one writer, so redaction sees whole lines. An event is one line: a
+        // line break or control character inside it came from a value (a name, a server message) and is
+        // escaped, so it cannot start a line of its own.
         let text = redact(&String::from_utf8_lossy(&self.buf));
-        let _ = io::stderr().write_all(text.as_bytes());
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        let line = format!("{}\n", defuse(&one_line(body)));
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use supaneon_sync::actions::Actions;
+use supaneon_sync::actions::{self, Actions};
 use supaneon_sync::cli::Cli;
 use supaneon_sync::error::exit;
 use supaneon_sync::{logging, run, secret};
@@ -48,7 +48,9 @@ fn main() -> ExitCode {
             if actions.on_actions() {
                 actions.error(Some("supaneon-sync"), &err.headline());
             }
-            let _ = std::io::stderr().write_all(err.render().as_bytes());
+            // Every line of the report is one line, and none can be taken for a workflow command.
+            let report = actions::safe_lines(err.render().trim_end_matches('\n'));
+            let _ = std::io::stderr().write_all(format!("{report}\n").as_bytes());
             ExitCode::from(err.exit_code())
         }
     }

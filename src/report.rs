@@ -1,6 +1,6 @@
 //! What a run tells the user at the end: the step outputs and the job summary.
 
-use crate::actions::Actions;
+use crate::actions::{one_line, Actions};
 
 /// Every output the binary may write; `action.yml` declares exactly these (a contract test checks it).
 pub const OUTPUTS: &[&str] = &[
@@ -36,7 +36,7 @@ pub fn write_outputs(actions: &Actions, outputs: &[(&str, String)]) -> std::io::
 
 /// A Markdown table from a header and rows; cells are escaped so data cannot break the table.
 pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let cell = |s: &str| one_line(&s.replace('\n', " ")).replace('|', "\\|");
     let mut out = format!(
         "| {} |\n|{}\n",
         header.join(" | "),

@@ -534,6 +534,26 @@ impl NeonClient {
         existing: BranchInfo,
         req: &CreateBranch,
     ) -> Result<CreatedBranch, NeonError> {
+        // Only a branch carrying every annotation we sent (the run's id among them) is our earlier attempt;
+        // one of the same name made by anyone else is not ours to take over.
+        let annotated_by_us = req
+            .annotations
+            .iter()
+            .all(|(k, v)| existing.annotations.get(k) == Some(v));
+        if !annotated_by_us {
+            return Err(NeonError::new(
+                call,
+                NeonErrorKind::Api {
+                    status: 409,
+                    code: String::new(),
+                    message: format!(
+                        "a branch named {} already exists and was not made by this run; it is not ours to take over",
+                        req.name
+                    ),
+                    request_id: None,
+                },
+            ));
+        }
         let branch = existing.branch;
         if req.parent_id.is_some() && branch.parent_id != req.parent_id {
             return Err(NeonError::new(
