@@ -14,8 +14,7 @@ use tracing::{debug, info, warn};
 use super::error::{NeonError, NeonErrorKind};
 use super::models::*;
 use super::retry::{
-    parse_retry_after, verdict_for_status, verdict_for_transport_error, Attempts, RetryPolicy,
-    Verdict,
+    parse_retry_after, verdict_for, verdict_for_transport_error, Attempts, RetryPolicy, Verdict,
 };
 use crate::secret::{self, Secret};
 
@@ -443,8 +442,8 @@ impl NeonClient {
         self.wait_for_operations(&suspended.operations).await
     }
 
-    /// Polls each operation until it `finished` or was `skipped`. `failed` is retried by Neon, so we keep
-    /// polling until the operation deadline; `error` and `cancelled` fail at once.
+    /// Polls each operation until it `finished` or was `skipped`; `failed`, `error` and `cancelled` are
+    /// reported at once (a `failed` operation is not ours to wait out: the run fails and says why).
     pub async fn wait_for_operations(&self, ops: &[Operation]) -> Result<(), NeonError> {
         let started = Instant::now();
         let deadline = started + self.operation_deadline;
@@ -753,6 +752,7 @@ impl NeonClient {
                 ),
             ),
         };
+        let verdict = verdict_for(status.as_u16(), &message);
         Outcome::Failed {
             error: NeonError::new(
                 call,
@@ -763,7 +763,7 @@ impl NeonClient {
                     request_id,
                 },
             ),
-            verdict: verdict_for_status(status.as_u16()),
+            verdict,
             retry_after,
         }
     }
