@@ -26,6 +26,13 @@ env_args=()
 while read -r name; do
   env_args+=(-e "$name")
 done < <(compgen -e | grep -E '^INPUT_[A-Z0-9_]+$' || true)
+# The documented environment settings and the runner's debug switch (re-run with debug logging: RUNNER_DEBUG=1),
+# by name and only when set, as the inputs.
+for name in SUPANEON_LOG SUPANEON_NEON_CALL_DEADLINE_SECONDS RUNNER_DEBUG; do
+  if [[ -n "${!name+x}" ]]; then
+    env_args+=(-e "$name")
+  fi
+done
 
 touch "$GITHUB_OUTPUT" "$GITHUB_STEP_SUMMARY"
 # --network host: reach services and emulators on the runner's localhost, as a process on the runner would.

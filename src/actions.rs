@@ -88,6 +88,8 @@ pub struct Actions {
 
 struct Inner {
     out: Box<dyn Write + Send>,
+    /// Where [`Actions::document`] writes (stdout) when everything else goes to `out` (stderr).
+    document: Option<Box<dyn Write + Send>>,
     on_actions: bool,
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
@@ -106,6 +108,7 @@ impl Actions {
         Actions {
             inner: Arc::new(Mutex::new(Inner {
                 out,
+                document: None,
                 on_actions,
                 output_file,
                 summary_file,
@@ -127,6 +130,26 @@ impl Actions {
             path("GITHUB_OUTPUT"),
             path("GITHUB_STEP_SUMMARY"),
         )
+    }
+
+    /// For a run whose stdout is one document (`list --json`): every line (masks, logs, annotations) goes to
+    /// stderr, where the runner reads workflow commands too, and only [`Actions::document`] writes to stdout.
+    pub fn with_document_stdout(self) -> Self {
+        {
+            let mut inner = self.lock();
+            let stdout = std::mem::replace(&mut inner.out, Box::new(io::stderr()));
+            inner.document = Some(stdout);
+        }
+        self
+    }
+
+    /// Writes the run's one document (e.g. JSON) to stdout, as is.
+    pub fn document(&self, text: &str) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let out = inner.document.as_mut().unwrap_or(&mut inner.out);
+        let _ = writeln!(out, "{}", redact(text));
+        let _ = out.flush();
     }
 
     pub fn on_actions(&self) -> bool {
@@ -197,15 +220,12 @@ impl Actions {
         }
     }
 
-    /// Appends one output to `$GITHUB_OUTPUT` (heredoc form). Outside Actions without an output file the
-    /// outputs are printed as `name=value`.
+    /// Appends one output to `$GITHUB_OUTPUT` (heredoc form); without that file, outputs go nowhere (never
+    /// to stdout, which may carry a document).
     pub fn set_output(&self, name: &str, value: &str) -> io::Result<()> {
         let value = redact(value);
         let file = self.lock().output_file.clone();
         let Some(file) = file else {
-            if !self.on_actions() {
-                self.write_line(&defuse(&format!("{name}={}", one_line(&value))));
-            }
             return Ok(());
         };
         let delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());
@@ -220,14 +240,11 @@ impl Actions {
     }
 
     /// Appends Markdown to the step summary, refusing to grow it past GitHub's limit (a summary over the limit
-    /// would be dropped whole). Outside Actions with no summary file, prints it.
+    /// would be dropped whole). Without `$GITHUB_STEP_SUMMARY` it goes nowhere (the lines printed say it all).
     pub fn append_summary(&self, markdown: &str) -> io::Result<()> {
         let markdown = redact(markdown);
         let mut inner = self.lock();
         let Some(file) = inner.summary_file.clone() else {
-            if !inner.on_actions {
-                let _ = writeln!(inner.out, "{}", safe_lines(&markdown));
-            }
             return Ok(());
         };
         let existing = std::fs::metadata(&file)

@@ -207,7 +207,7 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
     if ctx.json {
         let json = serde_json::to_string_pretty(listing)
             .map_err(|e| Error::from(Failure::new("cannot write the listing as JSON").cause(e)))?;
-        ctx.actions.info(&json);
+        ctx.actions.document(&json);
     } else {
         ctx.actions.info(&text_table(&header, &rows));
         for f in &listing.foreign {

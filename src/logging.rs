@@ -9,9 +9,16 @@ use tracing_subscriber::EnvFilter;
 use crate::actions::{defuse, one_line};
 use crate::secret::redact;
 
-/// Installs the subscriber. The level comes from `SUPANEON_LOG` (default `info`).
+/// Installs the subscriber. The level comes from `SUPANEON_LOG`; without it, `debug` when the runner's debug
+/// logging is on (`RUNNER_DEBUG=1`, a re-run with debug logging), else `info`.
 pub fn init(on_actions: bool) {
-    let filter = EnvFilter::try_from_env("SUPANEON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let fallback = if std::env::var("RUNNER_DEBUG").is_ok_and(|v| v == "1") {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter =
+        EnvFilter::try_from_env("SUPANEON_LOG").unwrap_or_else(|_| EnvFilter::new(fallback));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)

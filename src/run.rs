@@ -42,6 +42,11 @@ impl RunContext {
 pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) -> Result<()> {
     let (raw, mode_override) = match &cli.command {
         Command::Action => {
+            for name in ActionInputs::unknown_inputs(env.keys()) {
+                actions.warning(&format!(
+                    "{name} is set but is no input of supaneon-sync; it is ignored (check the step's `with:` keys for a typo)"
+                ));
+            }
             let inputs =
                 ActionInputs::from_vars(env.clone()).map_err(|p| Error::Config(vec![p]))?;
             let mut raw = RawSettings::from_action(&inputs);
@@ -65,11 +70,8 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
         actions,
     };
     let span = tracing::info_span!("run", mode = ctx.config.mode.name());
-    let result = run_mode(&ctx).instrument(span).await;
-    if let Err(e) = &result {
-        let _ = report::write_outputs(&ctx.actions, &[("result", e.headline())]);
-    }
-    result
+    // A failure's `result`, annotation and summary are written by the caller, for every exit.
+    run_mode(&ctx).instrument(span).await
 }
 
 async fn run_mode(ctx: &RunContext) -> Result<()> {

@@ -109,6 +109,31 @@ async fn name_alikes_and_other_sources_are_never_selected_pruned_or_latest() {
     assert!(reason_of(&other_newer).contains("another source"));
     assert_eq!(listed.output("latest-backup").unwrap(), ours[0]);
 
+    // `list --json | jq .` works everywhere: stdout is exactly one JSON document, in a terminal (no output
+    // or summary file) and inside a workflow (masks and annotations go to stderr).
+    for (on_actions, files) in [(false, false), (true, true), (true, false), (false, true)] {
+        let mut cli = world.cli();
+        if on_actions {
+            cli = cli.env("GITHUB_ACTIONS", "true");
+        }
+        if !files {
+            cli = cli.without_github_files();
+        }
+        let run = cli.run(&["list", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.describe());
+        no_secrets(&run);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "GITHUB_ACTIONS={on_actions}, files={files}: stdout is not one JSON document ({e}):\n{}",
+                run.describe()
+            )
+        });
+        assert_eq!(doc["format"], 1);
+        if on_actions {
+            assert!(run.stderr.contains("::add-mask::"), "{}", run.describe());
+        }
+    }
+
     // prune with keep-last 1: exactly our two older backups go; no name-alike does.
     let before = names(&world);
     let pruned = world.cli().env("SUPANEON_KEEP_LAST", "1").run(&["prune"]);
@@ -131,6 +156,16 @@ async fn name_alikes_and_other_sources_are_never_selected_pruned_or_latest() {
             pruned.describe()
         );
     }
+
+    // The runner's debug switch (a re-run with debug logging) turns on debug logs; SUPANEON_LOG wins.
+    let debug = world.cli().env("RUNNER_DEBUG", "1").run(&["list"]);
+    assert!(debug.stderr.contains("DEBUG"), "{}", debug.describe());
+    let quiet = world
+        .cli()
+        .env("RUNNER_DEBUG", "1")
+        .env("SUPANEON_LOG", "warn")
+        .run(&["list"]);
+    assert!(!quiet.stderr.contains("DEBUG"), "{}", quiet.describe());
 
     // Without a source URL, a project holding two sources' backups is a configuration error (exit 2).
     let no_source = Cli::new()
