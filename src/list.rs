@@ -228,10 +228,19 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
         ],
     )
     .map_err(output_failure)?;
-    let summary = format!(
+    let mut summary = format!(
         "## supaneon-sync backups\n\n{result}\n\n{}",
         report::markdown_table(&header, &rows)
     );
+    if !listing.foreign.is_empty() {
+        let foreign: Vec<Vec<String>> = listing
+            .foreign
+            .iter()
+            .map(|f| vec![f.name.clone(), f.reason.clone()])
+            .collect();
+        summary.push_str("\nNamed like backups but not ours (never touched):\n\n");
+        summary.push_str(&report::markdown_table(&["branch", "why"], &foreign));
+    }
     ctx.actions.append_summary(&summary).map_err(output_failure)
 }
 

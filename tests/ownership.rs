@@ -108,6 +108,12 @@ async fn name_alikes_and_other_sources_are_never_selected_pruned_or_latest() {
     assert!(reason_of(&future).contains("future"));
     assert!(reason_of(&other_newer).contains("another source"));
     assert_eq!(listed.output("latest-backup").unwrap(), ours[0]);
+    assert!(
+        listed.summary.contains("but not ours")
+            && listed.summary.contains(&format!("| {future} |")),
+        "{}",
+        listed.summary
+    );
 
     // `list --json | jq .` works everywhere: stdout is exactly one JSON document, in a terminal (no output
     // or summary file) and inside a workflow (masks and annotations go to stderr).
@@ -254,6 +260,19 @@ async fn full_projects_free_a_slot_by_policy_or_name_every_slot() {
     )
     .await;
     assert_eq!(world.branch_names().len(), 10);
+    // Full, but the policy can free one slot: room for the backup, not for a restore test beside it.
+    let checked = world.cli().run(&["validate-config", "--online"]);
+    assert_eq!(checked.code, 0, "{}", checked.describe());
+    assert!(
+        checked
+            .stdout
+            .contains("ok   branch slots: 10 of 10 branches in use")
+            && checked
+                .stdout
+                .contains("warning: the Neon project is nearly full"),
+        "{}",
+        checked.describe()
+    );
     let run = backup_without_prune(&world);
     assert_eq!(run.code, 0, "{}", run.describe());
     no_secrets(&run);
