@@ -116,9 +116,13 @@ env_args=()
 while read -r name; do
   env_args+=(-e "$name")
 done < <(compgen -e | grep -E '^INPUT_[A-Z0-9_]+$' || true)
-# The documented environment-only settings, when the workflow sets them (step or job `env:`).
-for name in SUPANEON_LOG SUPANEON_NEON_CALL_DEADLINE_SECONDS SUPANEON_NEON_CA_FILE RUNNER_DEBUG; do
-  if [[ -n "${!name:-}" ]]; then env_args+=(-e "$name"); fi
+# The documented environment settings and the runner's debug switch (re-run with debug logging: RUNNER_DEBUG=1),
+# by name and only when set, as the inputs.
+for name in SUPANEON_LOG SUPANEON_NEON_CALL_DEADLINE_SECONDS SUPANEON_NEON_CA_FILE SUPANEON_STALL_TIMEOUT_SECONDS \
+  RUNNER_DEBUG; do
+  if [[ -n "${!name+x}" ]]; then
+    env_args+=(-e "$name")
+  fi
 done
 
 touch "$GITHUB_OUTPUT" "$GITHUB_STEP_SUMMARY"

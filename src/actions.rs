@@ -15,11 +15,64 @@ use crate::secret::redact;
 /// GitHub drops a step summary larger than this.
 pub const SUMMARY_LIMIT: usize = 1024 * 1024;
 
-/// Escapes a workflow command's data part.
+/// Escapes a workflow command's data part; other control characters are shown as escapes.
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
+    let escaped = s
+        .replace('%', "%25")
         .replace('\r', "%0D")
-        .replace('\n', "%0A")
+        .replace('\n', "%0A");
+    one_line(&escaped)
+}
+
+/// Whether `line` is a workflow command of the kinds supaneon-sync writes (the payloads of injection
+/// attempts are not: they start a line only if something failed to escape them).
+pub fn is_our_command(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("::") else {
+        return false;
+    };
+    let name = rest.split([' ', ':']).next().unwrap_or("");
+    matches!(
+        name,
+        "add-mask" | "group" | "endgroup" | "warning" | "error" | "notice" | "debug"
+    )
+}
+
+/// One line of text: CR, LF and every other control character (and Unicode's line and paragraph
+/// separators) shown as an escape, so a name or a server message can never start a line of its own.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A line that cannot be taken for a workflow command: the runner parses `::cmd::` (and the older
+/// `##[cmd]`) at the start of any stdout or stderr line, so such a line gets a visible prefix.
+pub fn defuse(line: &str) -> String {
+    let t = line.trim_start();
+    if t.starts_with("::") || t.starts_with("##[") {
+        format!("> {line}")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Text of several lines (a table, a JSON document, an error report) made safe to print: each line
+/// loses its control characters and is defused.
+pub fn safe_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| defuse(&one_line(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Escapes a workflow command's property value.
@@ -35,6 +88,8 @@ pub struct Actions {
 
 struct Inner {
     out: Box<dyn Write + Send>,
+    /// Where [`Actions::document`] writes (stdout) when everything else goes to `out` (stderr).
+    document: Option<Box<dyn Write + Send>>,
     on_actions: bool,
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
@@ -53,6 +108,7 @@ impl Actions {
         Actions {
             inner: Arc::new(Mutex::new(Inner {
                 out,
+                document: None,
                 on_actions,
                 output_file,
                 summary_file,
@@ -74,6 +130,26 @@ impl Actions {
             path("GITHUB_OUTPUT"),
             path("GITHUB_STEP_SUMMARY"),
         )
+    }
+
+    /// For a run whose stdout is one document (`list --json`): every line (masks, logs, annotations) goes to
+    /// stderr, where the runner reads workflow commands too, and only [`Actions::document`] writes to stdout.
+    pub fn with_document_stdout(self) -> Self {
+        {
+            let mut inner = self.lock();
+            let stdout = std::mem::replace(&mut inner.out, Box::new(io::stderr()));
+            inner.document = Some(stdout);
+        }
+        self
+    }
+
+    /// Writes the run's one document (e.g. JSON) to stdout, as is.
+    pub fn document(&self, text: &str) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let out = inner.document.as_mut().unwrap_or(&mut inner.out);
+        let _ = writeln!(out, "{}", redact(text));
+        let _ = out.flush();
     }
 
     pub fn on_actions(&self) -> bool {
@@ -102,9 +178,10 @@ impl Actions {
         }
     }
 
-    /// A line for the user (stdout), redacted.
+    /// Text for the user (stdout), redacted; one line per `\n` in it (tables, JSON), none of which can be
+    /// taken for a workflow command. Values inside a line should be [`one_line`]d by the caller.
     pub fn info(&self, message: &str) {
-        self.write_line(&redact(message));
+        self.write_line(&safe_lines(&redact(message)));
     }
 
     pub fn warning(&self, message: &str) {
@@ -124,7 +201,10 @@ impl Actions {
             self.write_line(&format!("::{level}{props}::{}", escape_data(&message)));
         } else {
             let prefix = title.map(|t| format!("{t}: ")).unwrap_or_default();
-            self.write_line(&format!("{level}: {prefix}{message}"));
+            self.write_line(&format!(
+                "{level}: {}",
+                one_line(&format!("{prefix}{message}"))
+            ));
         }
     }
 
@@ -133,22 +213,19 @@ impl Actions {
         if self.on_actions() {
             self.write_line(&format!("::group::{}", escape_data(&redact(name))));
         } else {
-            self.write_line(&format!("== {} ==", redact(name)));
+            self.write_line(&format!("== {} ==", one_line(&redact(name))));
         }
         GroupGuard {
             actions: self.clone(),
         }
     }
 
-    /// Appends one output to `$GITHUB_OUTPUT` (heredoc form). Outside Actions without an output file the
-    /// outputs are printed as `name=value`.
+    /// Appends one output to `$GITHUB_OUTPUT` (heredoc form); without that file, outputs go nowhere (never
+    /// to stdout, which may carry a document).
     pub fn set_output(&self, name: &str, value: &str) -> io::Result<()> {
         let value = redact(value);
         let file = self.lock().output_file.clone();
         let Some(file) = file else {
-            if !self.on_actions() {
-                self.write_line(&format!("{name}={value}"));
-            }
             return Ok(());
         };
         let delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());
@@ -163,14 +240,11 @@ impl Actions {
     }
 
     /// Appends Markdown to the step summary, refusing to grow it past GitHub's limit (a summary over the limit
-    /// would be dropped whole). Outside Actions with no summary file, prints it.
+    /// would be dropped whole). Without `$GITHUB_STEP_SUMMARY` it goes nowhere (the lines printed say it all).
     pub fn append_summary(&self, markdown: &str) -> io::Result<()> {
         let markdown = redact(markdown);
         let mut inner = self.lock();
         let Some(file) = inner.summary_file.clone() else {
-            if !inner.on_actions {
-                let _ = writeln!(inner.out, "{markdown}");
-            }
             return Ok(());
         };
         let existing = std::fs::metadata(&file)
@@ -234,6 +308,36 @@ mod tests {
     fn escaping_tables() {
         assert_eq!(escape_data("50%\r\nx:y,z"), "50%25%0D%0Ax:y,z");
         assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
+    }
+
+    #[test]
+    fn no_printed_line_can_be_a_workflow_command() {
+        let evil = "x\n::warning title=pwn::fake\r\n::set-output name=backup-branch::evil\u{7}";
+        assert_eq!(
+            one_line(evil),
+            "x\\n::warning title=pwn::fake\\r\\n::set-output name=backup-branch::evil\\u{7}"
+        );
+        for on_actions in [true, false] {
+            let buf = Buf::default();
+            let a = Actions::new(Box::new(buf.clone()), on_actions, None, None);
+            a.info(&format!("branch {evil}"));
+            a.info(evil);
+            a.info("  ::stop-commands::tok\n##[warning]old");
+            a.warning(evil);
+            a.error(Some(evil), evil);
+            drop(a.group(evil));
+            a.set_output("result", evil).unwrap();
+            a.append_summary(evil).unwrap();
+            for line in buf.text().lines() {
+                let t = line.trim_start();
+                if t.starts_with("::") {
+                    assert!(is_our_command(t), "{line}\n{}", buf.text());
+                }
+                assert!(!t.starts_with("::warning title=pwn"), "{line}");
+                assert!(!t.starts_with("##["), "{line}");
+                assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+            }
+        }
     }
 
     #[test]

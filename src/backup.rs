@@ -25,6 +25,7 @@ use crate::pg::{inspect, prepare};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::run::RunContext;
+use crate::{budget, ownership};
 
 /// What a finished backup reports.
 #[derive(Debug, Clone)]
@@ -46,13 +47,21 @@ pub async fn run(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     let created: Arc<Mutex<Option<PendingBranch>>> = Arc::default();
-    let attempt = take_backup(ctx, neon, cancel.clone(), created.clone(), started);
+    let renamed: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+    let attempt = take_backup(
+        ctx,
+        neon,
+        cancel.clone(),
+        created.clone(),
+        renamed.clone(),
+        started,
+    );
     let result = tokio::select! {
         result = attempt => result,
-        _ = pipeline::cancelled(&mut cancel) => Err(Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
-            .impact("no complete backup was made by this run; earlier backups are untouched")
-            .hint("run it again; nothing needs cleaning up by hand")
-            .into()),
+        _ = pipeline::cancelled(&mut cancel) => {
+            settle_rename(neon, &created, &renamed).await;
+            Err(cancelled(ctx, &renamed))
+        }
     };
     if result.is_err() {
         let pending = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -65,11 +74,65 @@ pub async fn run(
     result
 }
 
+/// A cancel that cut the rename call short may have come after Neon applied it: the branch is then a
+/// complete, verified backup, never to be deleted as an incomplete one. Its name on Neon decides.
+async fn settle_rename(
+    neon: &NeonClient,
+    created: &Mutex<Option<PendingBranch>>,
+    renamed: &Mutex<Option<(String, String)>>,
+) {
+    let pending = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(id) = pending.and_then(|p| p.id) else {
+        return;
+    };
+    let Ok(all) = neon.list_branches().await else {
+        return;
+    };
+    if let Some(b) = all.iter().find(|b| b.branch.id == id) {
+        if matches!(
+            branches::classify(&b.branch.name),
+            branches::BranchKind::Backup { .. }
+        ) {
+            *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *renamed.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((b.branch.name.clone(), b.branch.id.clone()));
+        }
+    }
+}
+
+/// The failure of a cancelled run. Once the branch is verified and renamed the backup exists whatever
+/// happens next: the report names it (and its outputs are written) instead of claiming nothing was made.
+fn cancelled(ctx: &RunContext, renamed: &Mutex<Option<(String, String)>>) -> Error {
+    let done = renamed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match done {
+        None => Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
+            .impact("no complete backup was made by this run; earlier backups are untouched")
+            .hint("run it again; nothing needs cleaning up by hand")
+            .into(),
+        Some((name, id)) => {
+            let _ = report::write_outputs(
+                &ctx.actions,
+                &[("backup-branch", name.clone()), ("backup-branch-id", id)],
+            );
+            Failure::new(format!(
+                "the run was cancelled (SIGTERM or SIGINT) after backup {name} was verified and named"
+            ))
+            .impact(format!(
+                "backup {name} is complete and verified and is the newest backup; only the steps after it \
+                 (suspending its compute, the report, the prune) were skipped"
+            ))
+            .hint("nothing needs cleaning up; the next run prunes as usual")
+            .into()
+        }
+    }
+}
+
 async fn take_backup(
     ctx: &RunContext,
     neon: &NeonClient,
     cancel: CancelSignal,
     created: Arc<Mutex<Option<PendingBranch>>>,
+    renamed_to: Arc<Mutex<Option<(String, String)>>>,
     started: Instant,
 ) -> Result<BackupOutcome> {
     let config = &ctx.config;
@@ -92,7 +155,7 @@ async fn take_backup(
         ..
     } = answered;
     tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
-    preflight::project_for(neon, major).await?;
+    let project = preflight::project_for(neon, major).await?;
     let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;
     drop(group);
 
@@ -103,38 +166,34 @@ async fn take_backup(
         branches::backup_name(now),
     );
     let group = actions.group(&format!("create branch {incomplete}"));
-    let mut annotations = BTreeMap::new();
-    annotations.insert("supaneon-sync".to_string(), "backup".to_string());
-    annotations.insert(
-        "source".to_string(),
-        format!(
-            "{}:{}/{}",
-            source_spec.host, source_spec.port, source_spec.dbname
-        ),
-    );
+    let fingerprint = config
+        .source
+        .as_ref()
+        .map(ownership::source_fingerprint)
+        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
+    let mut annotations = ownership::annotations(ownership::KIND_BACKUP, &ctx.run_id, &fingerprint);
     annotations.insert("source-server-version".to_string(), version.clone());
     annotations.insert(
         "tool-version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
+    let request = CreateBranch {
         name: incomplete.clone(),
-        id: None,
-    });
-    let branch = neon
-        .create_branch(&CreateBranch {
-            name: incomplete.clone(),
-            parent_id,
-            expires_at: None,
-            annotations,
-            with_endpoint: true,
-        })
-        .await
-        .map_err(|e| e.into_failure("no backup was made by this run"))?;
-    *created.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingBranch {
-        name: incomplete.clone(),
-        id: Some(branch.branch.id.clone()),
-    });
+        parent_id,
+        expires_at: None,
+        annotations,
+        with_endpoint: true,
+    };
+    let branch = budget::create_with_room(
+        ctx,
+        neon,
+        &project,
+        &request,
+        &created,
+        &[],
+        "no backup was made by this run",
+    )
+    .await?;
     tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
     let target_spec = branch_conn::branch_spec(neon, neon_settings, &branch.branch.id)
         .await
@@ -297,6 +356,8 @@ async fn take_backup(
         .await
         .map_err(|e| e.into_failure("the data was restored and verified, but the branch keeps its -incomplete name, so it is not counted as a backup"))?;
     *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *renamed_to.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((renamed.name.clone(), renamed.id.clone()));
     tracing::info!(branch = %renamed.name, "backup complete");
     if let Some(endpoint) = &branch.endpoint {
         // Neon's free plan bills compute hours on non-default branches; the backup needs none until used.

@@ -1,14 +1,15 @@
 //! The branch names supaneon-sync makes, and how any branch name is classified.
 //!
-//! Only names that match a pattern exactly are ours; their timestamps are parsed, never compared as text
-//! prefixes. Everything else is foreign and is never written to or deleted.
+//! Only names that match a pattern exactly can be ours; their timestamps are parsed, never compared as text
+//! prefixes. A name alone never makes a branch ours: [`crate::ownership`] also checks its annotations.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
 
-use crate::neon::{BranchInfo, Deleted, NeonClient};
+use crate::neon::{CreateBranch, CreatedBranch, Deleted, NeonClient, NeonError};
+use crate::ownership;
 
 const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -68,36 +69,33 @@ pub fn restore_test_name(at: DateTime<Utc>) -> String {
     format!("restore-test-{}", stamp(at))
 }
 
-/// The newest complete backup, by the timestamp in its name.
-pub fn newest_backup(branches: &[BranchInfo]) -> Option<&BranchInfo> {
-    branches
-        .iter()
-        .filter_map(|b| match classify(&b.branch.name) {
-            BranchKind::Backup { at } => Some((at, b)),
-            _ => None,
-        })
-        .max_by_key(|(at, _)| *at)
-        .map(|(_, b)| b)
-}
-
 /// A temporary branch this run is making, from the moment its creation is requested until the run decides
 /// its fate; shared with the cleanup path that runs on failure and cancellation.
 #[derive(Debug, Clone)]
 pub struct PendingBranch {
     pub name: String,
+    /// The run's id, carried in the branch's annotations: the only proof that a branch is this run's.
+    pub run_id: String,
     /// Unknown when the create call itself failed (its operations may have failed after the branch existed).
     pub id: Option<String>,
 }
 
 impl PendingBranch {
-    /// Deletes the branch if it exists; true when it is gone. `otherwise` says what removes it if this fails
-    /// (prune, its expiry), for the warning.
+    /// Deletes the branch if it exists and this run made it; true when it is gone (or was never ours).
+    /// `otherwise` says what removes it if this fails (prune, its expiry), for the warning.
     pub async fn delete(&self, neon: &NeonClient, otherwise: &str) -> bool {
         let name = self.name.as_str();
         let id = match &self.id {
             Some(id) => id.clone(),
             None => match neon.find_branch_by_name(name).await {
-                Ok(Some(found)) => found.branch.id,
+                Ok(Some(found)) if ownership::made_by_run(&found, &self.run_id) => found.branch.id,
+                Ok(Some(_)) => {
+                    tracing::info!(
+                        branch = name,
+                        "a branch of this name exists but another run made it; it is left alone"
+                    );
+                    return true;
+                }
                 Ok(None) => return true,
                 Err(e) => {
                     tracing::warn!(branch = name, error = %e, "could not check whether the branch exists; {otherwise}");
@@ -117,6 +115,53 @@ impl PendingBranch {
             }
         }
     }
+}
+
+/// Creates `req` for the run `run_id`, tracking it in `slot` for the cleanup path. A 409 means the name
+/// belongs to a branch someone else made (another run started in the same second): the slot is cleared,
+/// so the cleanup never looks that name up, let alone deletes it.
+pub async fn create_tracked(
+    neon: &NeonClient,
+    slot: &Mutex<Option<PendingBranch>>,
+    req: &CreateBranch,
+    run_id: &str,
+) -> Result<CreatedBranch, NeonError> {
+    let set = |pending: Option<PendingBranch>| {
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = pending;
+    };
+    set(Some(PendingBranch {
+        name: req.name.clone(),
+        run_id: run_id.to_string(),
+        id: None,
+    }));
+    match neon.create_branch(req).await {
+        Ok(created) => {
+            set(Some(PendingBranch {
+                name: req.name.clone(),
+                run_id: run_id.to_string(),
+                id: Some(created.branch.id.clone()),
+            }));
+            Ok(created)
+        }
+        Err(e) if e.status() == Some(409) => {
+            set(None);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A failed create; a 409 means another run made a branch of the same name at the same second.
+pub fn create_failure(e: NeonError, impact: &str) -> crate::error::Error {
+    if e.status() == Some(409) {
+        let name = e.call.clone();
+        return crate::error::Failure::new(format!("Neon API: could not {name}: another branch of that name exists"))
+            .impact(format!("{impact}; the other branch was left alone (it is not this run's)"))
+            .hint("another run probably started at the same second; let it finish, or run again in a moment")
+            .cause(e)
+            .into();
+    }
+    e.into_failure(impact).into()
 }
 
 #[cfg(test)]

@@ -51,8 +51,12 @@ pub const SETTINGS: &[SettingDef] = &[
 ];
 
 /// The Action's inputs exactly as the runner passes them: every declared input, as a string.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+///
+/// An input the workflow did not set arrives empty (action.yml declares no defaults, so an unset input
+/// never overrides the config file); one missing altogether is unset too. `INPUT_*` variables that are no
+/// input of ours (a caller's stray environment) are ignored here and warned about by [`unknown_inputs`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct ActionInputs {
     pub mode: String,
     pub supabase_database_url: String,
@@ -95,6 +99,18 @@ impl ActionInputs {
                     envy::Error::Custom(msg) => format!("{msg} (check the `with:` keys of the step for a typo)"),
                 },
             })
+    }
+
+    /// The names of `INPUT_*` variables in `vars` that are no input of action.yml (to warn about).
+    pub fn unknown_inputs<'a>(vars: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        vars.into_iter()
+            .filter_map(|k| k.strip_prefix("INPUT_").map(|id| (k, id)))
+            .filter(|(_, id)| {
+                let id = id.replace('_', "-").to_ascii_lowercase();
+                !SETTINGS.iter().any(|d| d.input == id)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     fn pairs(&self) -> [(&'static str, &str); 16] {
@@ -1346,8 +1362,11 @@ mod tests {
         );
 
         vars.push(("INPUT_NEON-PROJCT-ID".into(), "x".into()));
-        let err = ActionInputs::from_vars(vars).unwrap_err();
-        assert!(err.message.contains("neon-projct-id"), "{err:?}");
+        ActionInputs::from_vars(vars.clone()).expect("a stray input is not fatal");
+        assert_eq!(
+            ActionInputs::unknown_inputs(vars.iter().map(|(k, _)| k)),
+            vec!["INPUT_NEON-PROJCT-ID".to_string()]
+        );
     }
 
     #[test]

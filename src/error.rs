@@ -113,6 +113,26 @@ impl Error {
         redact(&out)
     }
 
+    /// What the failure means for the user's data.
+    pub fn impact(&self) -> String {
+        redact(match self {
+            Error::Config(_) => {
+                "nothing was run: no database was read, no branch created or deleted"
+            }
+            Error::Failed(f) => &f.impact,
+        })
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        redact(match self {
+            Error::Config(_) => {
+                "fix the settings named above; `supaneon-sync validate-config` checks them without touching any database"
+            }
+            Error::Failed(f) => &f.hint,
+        })
+    }
+
     /// One line for annotations and the summary.
     pub fn headline(&self) -> String {
         redact(&match self {

@@ -8,8 +8,12 @@
 //!   "backups": [ { "name": "backup-20260102T030000Z", "id": "br-…", "state": "complete",
 //!                  "taken_at": "2026-01-02T03:00:00Z", "age_seconds": 245,
 //!                  "logical_size_bytes": 123456, "verification": "verified",
-//!                  "tables": 12, "rows": 3456, "restore_tests": ["restore-test-20260102T031000Z"] } ] }
+//!                  "tables": 12, "rows": 3456, "restore_tests": ["restore-test-20260102T031000Z"] } ],
+//!   "foreign": [ { "name": "backup-29991231T235959Z", "id": "br-…",
+//!                  "reason": "the timestamp in its name lies in the future" } ] }
 //! ```
+//! Only branches that are ours by identity (annotations, this source; see `crate::ownership`) are backups;
+//! branches named like ours that are not are listed under `foreign`, never as a backup or `latest-backup`.
 //! `state` is `complete` or `incomplete`; backups are newest first. `verification` is `verified` (the
 //! branch holds the manifest it was verified against; `tables` and `rows` come from it), `no-manifest`,
 //! `unknown` (the branch could not be read; `tables`/`rows` are null) or `not-applicable` (incomplete).
@@ -19,8 +23,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::actions::one_line;
 use crate::branch_conn;
-use crate::branches::{self, BranchKind};
+use crate::branches::BranchKind;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, NeonClient};
 use crate::pg::conn;
@@ -41,6 +46,15 @@ pub struct Listing {
     pub format: u32,
     pub generated_at: DateTime<Utc>,
     pub backups: Vec<BackupEntry>,
+    /// Branches named like ours that are not ours, and why.
+    pub foreign: Vec<ForeignEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignEntry {
+    pub name: String,
+    pub id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,10 +80,20 @@ pub async fn collect(ctx: &RunContext, neon: &NeonClient) -> Result<Listing> {
         .list_branches()
         .await
         .map_err(|e| e.into_failure("nothing was changed"))?;
-    let now = Utc::now();
+    let scope = ctx.scope(&all)?;
+    let now = scope.now;
+    let foreign = scope
+        .name_alikes(&all)
+        .into_iter()
+        .map(|(b, why)| ForeignEntry {
+            name: b.branch.name.clone(),
+            id: b.branch.id.clone(),
+            reason: why.to_string(),
+        })
+        .collect();
     let mut backups = Vec::new();
     for b in &all {
-        let (state, at) = match branches::classify(&b.branch.name) {
+        let (state, at) = match scope.kind(b) {
             BranchKind::Backup { at } => ("complete", at),
             BranchKind::IncompleteBackup { at } => ("incomplete", at),
             _ => continue,
@@ -77,12 +101,7 @@ pub async fn collect(ctx: &RunContext, neon: &NeonClient) -> Result<Listing> {
         let restore_tests = all
             .iter()
             .filter(|c| c.branch.parent_id.as_deref() == Some(b.branch.id.as_str()))
-            .filter(|c| {
-                matches!(
-                    branches::classify(&c.branch.name),
-                    BranchKind::RestoreTest { .. }
-                )
-            })
+            .filter(|c| matches!(scope.kind(c), BranchKind::RestoreTest { .. }))
             .map(|c| c.branch.name.clone())
             .collect();
         let (verification, tables, rows) = if state == "complete" {
@@ -115,6 +134,7 @@ pub async fn collect(ctx: &RunContext, neon: &NeonClient) -> Result<Listing> {
         format: JSON_FORMAT,
         generated_at: now,
         backups,
+        foreign,
     })
 }
 
@@ -186,9 +206,16 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
     if ctx.json {
         let json = serde_json::to_string_pretty(listing)
             .map_err(|e| Error::from(Failure::new("cannot write the listing as JSON").cause(e)))?;
-        ctx.actions.info(&json);
+        ctx.actions.document(&json);
     } else {
         ctx.actions.info(&text_table(&header, &rows));
+        for f in &listing.foreign {
+            ctx.actions.info(&format!(
+                "not ours, never touched: {} ({})",
+                one_line(&f.name),
+                f.reason
+            ));
+        }
         ctx.actions.info(&result);
     }
     report::write_outputs(
@@ -200,10 +227,19 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
         ],
     )
     .map_err(output_failure)?;
-    let summary = format!(
+    let mut summary = format!(
         "## supaneon-sync backups\n\n{result}\n\n{}",
         report::markdown_table(&header, &rows)
     );
+    if !listing.foreign.is_empty() {
+        let foreign: Vec<Vec<String>> = listing
+            .foreign
+            .iter()
+            .map(|f| vec![f.name.clone(), f.reason.clone()])
+            .collect();
+        summary.push_str("\nNamed like backups but not ours (never touched):\n\n");
+        summary.push_str(&report::markdown_table(&["branch", "why"], &foreign));
+    }
     ctx.actions.append_summary(&summary).map_err(output_failure)
 }
 
@@ -274,6 +310,7 @@ fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: Vec<&str>| {
         cells
             .iter()
+            .map(|c| one_line(c))
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect::<Vec<_>>()

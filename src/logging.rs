@@ -6,11 +6,19 @@ use std::io::{self, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use crate::actions::{defuse, one_line};
 use crate::secret::redact;
 
-/// Installs the subscriber. The level comes from `SUPANEON_LOG` (default `info`).
+/// Installs the subscriber. The level comes from `SUPANEON_LOG`; without it, `debug` when the runner's debug
+/// logging is on (`RUNNER_DEBUG=1`, a re-run with debug logging), else `info`.
 pub fn init(on_actions: bool) {
-    let filter = EnvFilter::try_from_env("SUPANEON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let fallback = if std::env::var("RUNNER_DEBUG").is_ok_and(|v| v == "1") {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter =
+        EnvFilter::try_from_env("SUPANEON_LOG").unwrap_or_else(|_| EnvFilter::new(fallback));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)
@@ -50,8 +58,12 @@ impl Write for RedactingWriter {
 
 impl Drop for RedactingWriter {
     fn drop(&mut self) {
-        // One event is formatted into one writer, so redaction sees whole lines.
+        // One event is formatted into one writer, so redaction sees whole lines. An event is one line: a
+        // line break or control character inside it came from a value (a name, a server message) and is
+        // escaped, so it cannot start a line of its own.
         let text = redact(&String::from_utf8_lossy(&self.buf));
-        let _ = io::stderr().write_all(text.as_bytes());
+        let body = text.strip_suffix('\n').unwrap_or(&text);
+        let line = format!("{}\n", defuse(&one_line(body)));
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use supaneon_sync::actions::Actions;
-use supaneon_sync::cli::Cli;
+use supaneon_sync::actions::{self, Actions};
+use supaneon_sync::cli::{Cli, Command};
 use supaneon_sync::error::exit;
-use supaneon_sync::{logging, run, secret};
+use supaneon_sync::{logging, report, run, secret};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,6 +25,12 @@ fn main() -> ExitCode {
         }
     };
     let actions = Actions::from_env();
+    // `list --json`: stdout is exactly one JSON document; everything else goes to stderr.
+    let actions = if matches!(cli.command, Command::List { json: true }) {
+        actions.with_document_stdout()
+    } else {
+        actions
+    };
     // Masks must reach the runner before any secret could be printed, so install the sink first.
     let mask_sink = actions.clone();
     secret::set_mask_sink(move |form| mask_sink.mask(form));
@@ -45,10 +51,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            if actions.on_actions() {
-                actions.error(Some("supaneon-sync"), &err.headline());
-            }
-            let _ = std::io::stderr().write_all(err.render().as_bytes());
+            report::failure(&actions, &err);
+            // Every line of the report is one line, and none can be taken for a workflow command.
+            let report = actions::safe_lines(err.render().trim_end_matches('\n'));
+            let _ = std::io::stderr().write_all(format!("{report}\n").as_bytes());
             ExitCode::from(err.exit_code())
         }
     }

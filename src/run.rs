@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use crate::actions::Actions;
 use crate::backup;
+use crate::budget::Budget;
 use crate::cli::{Cli, Command};
 use crate::config::{self, ActionInputs, Config, Mode, RawSettings};
 use crate::error::{Error, Failure, Result};
-use crate::neon::{NeonClient, NeonSettings};
+use crate::neon::{BranchInfo, NeonClient, NeonSettings};
+use crate::ownership::{self, Scope};
 use crate::pg::pipeline::CancelSignal;
 use crate::preflight;
+use crate::prune::Policy;
 use crate::report;
 use crate::restore_test;
 use crate::{list, prune};
@@ -23,6 +26,15 @@ pub struct RunContext {
     pub json: bool,
     /// `validate-config --online` (always on for the Action's validate-config mode)
     pub online: bool,
+    /// This run's unique id, annotated on every branch it creates (see [`crate::ownership`]).
+    pub run_id: String,
+}
+
+impl RunContext {
+    /// Whose branches this run may act on, judged now against `branches` (the project's list).
+    pub fn scope(&self, branches: &[BranchInfo]) -> Result<Scope> {
+        Scope::resolve(self.config.source.as_ref(), branches, chrono::Utc::now())
+    }
 }
 
 /// Reads and validates the settings, then runs the mode. `env` is the process environment, passed in so
@@ -30,6 +42,11 @@ pub struct RunContext {
 pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) -> Result<()> {
     let (raw, mode_override) = match &cli.command {
         Command::Action => {
+            for name in ActionInputs::unknown_inputs(env.keys()) {
+                actions.warning(&format!(
+                    "{name} is set but is no input of supaneon-sync; it is ignored (check the step's `with:` keys for a typo)"
+                ));
+            }
             let inputs =
                 ActionInputs::from_vars(env.clone()).map_err(|p| Error::Config(vec![p]))?;
             let mut raw = RawSettings::from_action(&inputs);
@@ -48,15 +65,13 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
             Command::ValidateConfig { online: true } | Command::Action
         ),
         json: matches!(cli.command, Command::List { json: true }),
+        run_id: ownership::new_run_id(),
         config,
         actions,
     };
     let span = tracing::info_span!("run", mode = ctx.config.mode.name());
-    let result = run_mode(&ctx).instrument(span).await;
-    if let Err(e) = &result {
-        let _ = report::write_outputs(&ctx.actions, &[("result", e.headline())]);
-    }
-    result
+    // A failure's `result`, annotation and summary are written by the caller, for every exit.
+    run_mode(&ctx).instrument(span).await
 }
 
 async fn run_mode(ctx: &RunContext) -> Result<()> {
@@ -70,11 +85,12 @@ async fn run_mode(ctx: &RunContext) -> Result<()> {
     match ctx.config.mode {
         Mode::ValidateConfig => unreachable!("handled above"),
         Mode::Backup => {
-            let outcome = backup::run(ctx, &neon, cancel_on_signal()).await?;
+            let cancel = cancel_on_signal();
+            let outcome = backup::run(ctx, &neon, cancel.clone()).await?;
             backup::report(ctx, &outcome)?;
             // Never after a failed backup (the `?` above): old backups are all that is left then.
             if ctx.config.retention.prune_after_backup {
-                prune::after_backup(ctx, &neon, &outcome.branch_name).await?;
+                prune::after_backup(ctx, &neon, &outcome.branch_name, &cancel).await?;
             }
             Ok(())
         }
@@ -82,7 +98,7 @@ async fn run_mode(ctx: &RunContext) -> Result<()> {
             .await
             .map(|_| ()),
         Mode::Prune => {
-            let outcome = prune::run(ctx, &neon, ctx.config.dry_run).await?;
+            let outcome = prune::run(ctx, &neon, ctx.config.dry_run, &cancel_on_signal()).await?;
             prune::report(ctx, &outcome)
         }
         Mode::List => {
@@ -261,23 +277,39 @@ async fn online_checks(ctx: &RunContext) -> Vec<String> {
                     let limit = project
                         .branches_limit()
                         .unwrap_or(preflight::FREE_PLAN_BRANCH_LIMIT);
-                    match neon.list_branches().await {
-                        Ok(branches) => match preflight::branch_budget_problem(
-                            limit,
-                            config.retention.keep_last,
-                        ) {
-                            None => report(
-                                true,
-                                "branch budget",
-                                format!(
-                                    "{} of {limit} branches in use; keep-last {} fits",
-                                    branches.len(),
-                                    config.retention.keep_last
-                                ),
+                    match preflight::branch_budget_problem(limit, config.retention.keep_last) {
+                        None => report(
+                            true,
+                            "branch budget",
+                            format!(
+                                "keep-last {} fits the limit of {limit} branches",
+                                config.retention.keep_last
                             ),
-                            Some(problem) => report(false, "branch budget", problem),
+                        ),
+                        Some(problem) => report(false, "branch budget", problem),
+                    }
+                    match neon.list_branches().await {
+                        Ok(branches) => match ctx.scope(&branches) {
+                            Ok(scope) => {
+                                let budget = Budget::count(
+                                    &branches,
+                                    &scope,
+                                    &Policy::from_retention(&config.retention),
+                                    Some(limit),
+                                );
+                                let headroom = budget.headroom().unwrap_or(0);
+                                if headroom < 1 {
+                                    report(false, "branch slots", format!("{budget}: the next backup cannot be created; delete a branch you no longer need, lower keep-last, or raise the plan's branch limit"));
+                                } else {
+                                    report(true, "branch slots", budget.to_string());
+                                    if headroom < 2 {
+                                        a.warning(&format!("the Neon project is nearly full ({budget}): room for the next backup, but not for a restore test beside it; delete a branch you no longer need or lower keep-last"));
+                                    }
+                                }
+                            }
+                            Err(e) => report(false, "branch slots", e.headline()),
                         },
-                        Err(e) => report(false, "branch budget", e.to_string()),
+                        Err(e) => report(false, "branch slots", e.to_string()),
                     }
                 }
                 Err(e) => report(false, "neon project", format!("{e}; {}", e.hint())),

@@ -196,6 +196,42 @@ async fn each_mode_runs_as_the_runner_runs_it() {
 }
 
 #[test]
+fn inputs_left_unset_do_not_override_the_config_file_and_stray_inputs_only_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("supaneon.yml");
+    std::fs::write(&file, "retention:\n  keep-last: 3\n").unwrap();
+    let url = "postgresql://postgres:Unset-pw-5150@127.0.0.1:9/postgres?sslmode=require";
+    let with = [
+        ("mode", "validate-config"),
+        ("supabase-database-url", url),
+        ("neon-api-key", "napi_unset_key_6161"),
+        ("neon-project-id", PROJECT_ID),
+        ("config-file", file.to_str().unwrap()),
+    ];
+    let run = action_cli(&with)
+        .env("INPUT_SOMETHING_ELSE", "from the caller's environment")
+        .run(&["action"]);
+    // validate-config on Actions also runs the online checks, which fail here (nothing listens): exit 1,
+    // not 2, so the settings themselves were accepted.
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(run.stdout.contains("keep-last: 3"), "{}", run.describe());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("::warning::INPUT_SOMETHING_ELSE is set but is no input")),
+        "{}",
+        run.describe()
+    );
+    // An input the workflow sets still wins over the file.
+    let mut with_keep = with.to_vec();
+    with_keep.push(("keep-last", "5"));
+    let run = action_cli(&with_keep).run(&["action"]);
+    assert!(run.stdout.contains("keep-last: 5"), "{}", run.describe());
+    run.assert_never_shows("Unset-pw-5150");
+    run.assert_never_shows("napi_unset_key_6161");
+}
+
+#[test]
 fn a_bad_input_exits_2_with_an_error_annotation_and_changes_nothing() {
     // No world: validation fails before anything is contacted, so the URLs may point nowhere.
     let url = "postgresql://postgres:Bad-Input-pw-4417@127.0.0.1:9/postgres?sslmode=require";
@@ -221,6 +257,28 @@ fn a_bad_input_exits_2_with_an_error_annotation_and_changes_nothing() {
     );
     run.assert_never_shows("Bad-Input-pw-4417");
     run.assert_never_shows("napi_bad_input_key_5521");
+    // Visible in the Actions UI: the result output, an annotation with the hint, a failure summary.
+    assert!(
+        run.output("result")
+            .is_some_and(|r| r.starts_with("invalid configuration") && r.contains("keep-last")),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("%0Ahint: fix the settings")),
+        "{}",
+        run.describe()
+    );
+    for needle in [
+        "## supaneon-sync failed",
+        "**What failed:** invalid configuration",
+        "**What it means for your data:** nothing was run",
+        "**What to do:** fix the settings",
+    ] {
+        assert!(run.summary.contains(needle), "{needle}\n{}", run.describe());
+    }
 
     // A required input left out: the runner does not enforce `required`, the binary does.
     let run = action_cli(&[("neon-project-id", PROJECT_ID)]).run(&["action"]);

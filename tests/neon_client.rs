@@ -75,39 +75,6 @@ impl Env {
             .count()
     }
 
-    /// Polls the project's operations (as any API user could) until none is still in progress, so that
-    /// the next mutation is not answered 423 (which would use up a fault meant for it).
-    async fn wait_until_unlocked(&self) {
-        let http = reqwest::Client::new();
-        let url = format!("{}/projects/{PROJECT}/operations", self.emu.base_url());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let body: serde_json::Value = http
-                .get(&url)
-                .bearer_auth(API_KEY)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let busy = body["operations"].as_array().unwrap().iter().any(|op| {
-                matches!(
-                    op["status"].as_str(),
-                    Some("scheduling" | "running" | "failed" | "cancelling")
-                )
-            });
-            if !busy {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operations still running: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     fn branch_names(&self) -> Vec<String> {
         self.emu
             .branches()
@@ -502,8 +469,9 @@ async fn lists_every_page() {
 }
 
 #[tokio::test]
-async fn waits_through_a_failed_operation_that_recovers() {
-    // Slower operations: `failed` shows for 10 steps (1 s), wide enough for the polls to see it.
+async fn a_failed_operation_is_reported_at_once() {
+    // `failed` shows for 10 steps (1 s) before Neon would retry it; the client does not wait that out, nor
+    // the operation deadline (30 s): the first poll that sees `failed` ends the call.
     let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     let neon = env.client();
     env.emu.faults().push(
@@ -515,29 +483,25 @@ async fn waits_through_a_failed_operation_that_recovers() {
         )
         .method("POST"),
     );
-    let created = neon
-        .create_branch(&backup("backup-failed-then-ok"))
+    let started = Instant::now();
+    let err = neon
+        .create_branch(&backup("backup-failed-op"))
         .await
-        .unwrap();
-    assert_eq!(created.branch.current_state, "ready");
-    let polls: Vec<_> = env
-        .emu
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "GET" && r.path.contains("/operations/"))
-        .collect();
+        .unwrap_err();
+    match &err.kind {
+        NeonErrorKind::Operation { status, .. } => assert_eq!(status, "failed"),
+        other => panic!("expected an operation failure, got {other:?}"),
+    }
+    assert!(err.hint().contains("operation"));
     assert!(
-        polls.iter().any(|r| r
-            .json()
-            .map(|j| j["operation"]["status"] == "failed")
-            .unwrap_or(false)),
-        "the client saw the operation failed and kept polling"
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} on a failed operation",
+        started.elapsed()
     );
 }
 
 #[tokio::test]
-async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
-    // `failed` shows from 0.2 s to 1.2 s after the create; the deadline (0.5 s) falls inside.
+async fn an_operation_in_error_fails_the_call() {
     let env = start_with(|cfg| cfg.operation_step = Duration::from_millis(100)).await;
     // `error` fails at once, however long the deadline.
     let neon = env.client();
@@ -563,33 +527,51 @@ async fn an_operation_failed_past_the_deadline_or_in_error_fails_the_call() {
         other => panic!("expected an operation error, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+}
 
-    // `failed` is retried by Neon: the client keeps polling, and fails only at the operation deadline.
-    env.wait_until_unlocked().await;
+#[tokio::test]
+async fn retry_after_zero_never_makes_a_request_storm() {
+    // A proxy answering 429 with `Retry-After: 0` for good: the floor under every pause and the cap on
+    // attempts bound what one call sends, however long its deadline.
+    let env = start().await;
     let mut settings = env.settings();
-    settings.operation_deadline = Duration::from_millis(500);
+    settings.call_deadline = Duration::from_secs(120);
     let neon = NeonClient::new(settings).unwrap();
     env.emu.faults().push(
+        FaultRule::new("/projects/", status_fault(429, "", Some("0")))
+            .method("GET")
+            .times(100_000),
+    );
+    let started = Instant::now();
+    let err = neon.get_project().await.unwrap_err();
+    let elapsed = started.elapsed();
+    env.emu.faults().clear();
+    assert_eq!(err.status(), Some(429), "{err}");
+    let sent = env.count("GET", &format!("/projects/{PROJECT}"));
+    let per_second = sent as f64 / elapsed.as_secs_f64();
+    assert!(sent <= 10, "{sent} requests for one call");
+    assert!(
+        per_second <= 4.5,
+        "{sent} requests in {elapsed:?} ({per_second:.1}/s)"
+    );
+
+    // A 422 that says "not ready yet" is retried; the call succeeds once it passes.
+    env.emu.faults().push(
         FaultRule::new(
-            "/branches",
-            FaultAction::FailOperations {
-                status: "failed".into(),
+            "/projects/",
+            FaultAction::Status {
+                status: 422,
+                code: String::new(),
+                message: "branch not ready yet".into(),
+                retry_after: None,
             },
         )
-        .method("POST"),
+        .method("GET")
+        .times(2),
     );
-    let err = neon
-        .create_branch(&backup("backup-stays-failed"))
+    neon.get_project()
         .await
-        .unwrap_err();
-    match &err.kind {
-        NeonErrorKind::Operation { status, error, .. } => {
-            assert_eq!(status, "failed");
-            assert!(error.as_deref().unwrap_or("").contains("will be retried"));
-        }
-        other => panic!("expected an operation failure, got {other:?}"),
-    }
-    assert!(err.hint().contains("operation"));
+        .expect("retried past the transient 422");
 }
 
 #[tokio::test]

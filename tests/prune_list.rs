@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use supaneon_sync::branches::{self, BranchKind};
 use support::cli::Run;
 use support::prune::{
-    branch_id, neon_client, next_second, planned_deletions, seed_branch, split_names,
+    branch_id, neon_client, next_second, planned_deletions, seed_branch, seed_ours, split_names,
 };
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
@@ -53,7 +53,11 @@ async fn prune_and_list_against_the_emulator() {
         "backup-20200101T000000Z-old".to_string(),
         "staging".to_string(),
     ];
-    for name in complete.iter().chain([&fresh, &stale]).chain(&foreign) {
+    let fingerprint = world.fingerprint();
+    for name in complete.iter().chain([&fresh, &stale]) {
+        seed_ours(&neon, &fingerprint, name, None, None).await;
+    }
+    for name in &foreign {
         seed_branch(&neon, name, None, None).await;
     }
     let before = names(&world);
@@ -216,8 +220,9 @@ async fn prune_and_list_against_the_emulator() {
     //    backups verified with the counts their runs reported; seeded ones (no compute) unknown.
     let test_branch = branches::restore_test_name(Utc::now());
     let second_id = branch_id(&world, &second_backup);
-    seed_branch(
+    seed_ours(
         &neon,
+        &fingerprint,
         &test_branch,
         Some(&second_id),
         Some(Utc::now() + Duration::days(1)),

@@ -11,8 +11,8 @@ use supaneon_sync::branches;
 use supaneon_testkit::send_signal;
 use support::cli::{wait_until, Run};
 use support::restore::{
-    branch_password, create_plain_branch, failed_checks, next_second, restore_test_branches,
-    with_health_checks,
+    branch_password, create_owned_branch, create_plain_branch, failed_checks, next_second,
+    restore_test_branches, with_health_checks,
 };
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
@@ -132,6 +132,8 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
                 "writes",
                 "with d as (delete from public.orders returning 1) select count(*) = 0 from d",
             ),
+            // The server's message would name the relation; only SQLSTATE 42P01 is shown.
+            ("missing table", "select count(*) > 0 from organization_1"),
             (
                 "quotes data",
                 "select (select full_name from public.profiles where full_name is not null order by id limit 1)::int = 1",
@@ -142,6 +144,13 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
     assert_eq!(run.code, 1, "{}", run.describe());
     assert_no_secret(&run);
     run.assert_never_shows(&secret_name);
+    run.assert_never_shows("organization_1");
+    assert!(
+        run.everything()
+            .contains("SQLSTATE 42P01 (undefined_table)"),
+        "{}",
+        run.describe()
+    );
     assert_eq!(
         failed_checks(&run),
         set(&[
@@ -154,6 +163,7 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
             "bad sql",
             "escapes",
             "writes",
+            "missing table",
             "quotes data"
         ]),
         "{}",
@@ -221,9 +231,34 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
         assert!(log.contains(needle), "{needle}\n{}", run.describe());
     }
 
-    // A branch with a backup's name but no manifest (another tool's): a failed "manifest present".
-    let foreign = branches::backup_name(Utc::now() + chrono::Duration::hours(2));
-    create_plain_branch(&world, &foreign).await;
+    // At most one failed test branch is kept: the newer failure replaced the older one.
+    assert_eq!(restore_test_branches(&world), vec![kept_now.clone()]);
+
+    // A hand-made branch named like a newer backup, without our annotations, is never chosen.
+    create_plain_branch(&world, "backup-29991231T235959Z").await;
+    next_second();
+    let run = world.cli().run(&["restore-test"]);
+    assert_ne!(
+        run.output("tested-backup").as_deref(),
+        Some("backup-29991231T235959Z"),
+        "{}",
+        run.describe()
+    );
+    let run = world
+        .cli()
+        .run(&["restore-test", "--backup", "backup-29991231T235959Z"]);
+    assert_eq!(run.code, 1, "{}", run.describe());
+    assert!(
+        run.stderr
+            .contains("not a complete backup of this source made by supaneon-sync"),
+        "{}",
+        run.describe()
+    );
+
+    // A branch of ours with a backup's name but no manifest: a failed "manifest present".
+    next_second();
+    let foreign = branches::backup_name(Utc::now());
+    create_owned_branch(&world, &foreign).await;
     next_second();
     let run = world.cli().run(&["restore-test"]);
     assert_eq!(run.code, 1, "{}", run.describe());

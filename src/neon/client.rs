@@ -14,8 +14,7 @@ use tracing::{debug, info, warn};
 use super::error::{NeonError, NeonErrorKind};
 use super::models::*;
 use super::retry::{
-    parse_retry_after, verdict_for_status, verdict_for_transport_error, Attempts, RetryPolicy,
-    Verdict,
+    parse_retry_after, verdict_for, verdict_for_transport_error, Attempts, RetryPolicy, Verdict,
 };
 use crate::secret::{self, Secret};
 
@@ -443,8 +442,8 @@ impl NeonClient {
         self.wait_for_operations(&suspended.operations).await
     }
 
-    /// Polls each operation until it `finished` or was `skipped`. `failed` is retried by Neon, so we keep
-    /// polling until the operation deadline; `error` and `cancelled` fail at once.
+    /// Polls each operation until it `finished` or was `skipped`; `failed`, `error` and `cancelled` are
+    /// reported at once (a `failed` operation is not ours to wait out: the run fails and says why).
     pub async fn wait_for_operations(&self, ops: &[Operation]) -> Result<(), NeonError> {
         let started = Instant::now();
         let deadline = started + self.operation_deadline;
@@ -534,6 +533,26 @@ impl NeonClient {
         existing: BranchInfo,
         req: &CreateBranch,
     ) -> Result<CreatedBranch, NeonError> {
+        // Only a branch carrying every annotation we sent (the run's id among them) is our earlier attempt;
+        // one of the same name made by anyone else is not ours to take over.
+        let annotated_by_us = req
+            .annotations
+            .iter()
+            .all(|(k, v)| existing.annotations.get(k) == Some(v));
+        if !annotated_by_us {
+            return Err(NeonError::new(
+                call,
+                NeonErrorKind::Api {
+                    status: 409,
+                    code: String::new(),
+                    message: format!(
+                        "a branch named {} already exists and was not made by this run; it is not ours to take over",
+                        req.name
+                    ),
+                    request_id: None,
+                },
+            ));
+        }
         let branch = existing.branch;
         if req.parent_id.is_some() && branch.parent_id != req.parent_id {
             return Err(NeonError::new(
@@ -733,6 +752,7 @@ impl NeonClient {
                 ),
             ),
         };
+        let verdict = verdict_for(status.as_u16(), &message);
         Outcome::Failed {
             error: NeonError::new(
                 call,
@@ -743,7 +763,7 @@ impl NeonClient {
                     request_id,
                 },
             ),
-            verdict: verdict_for_status(status.as_u16()),
+            verdict,
             retry_after,
         }
     }

@@ -137,9 +137,13 @@ impl OperationStatus {
         matches!(self, OperationStatus::Finished | OperationStatus::Skipped)
     }
 
-    /// Done and unsuccessful for good. (`failed` is not final: Neon retries it.)
+    /// Done and unsuccessful: reported at once, `failed` included (waiting for Neon to retry it kept runs
+    /// polling for many minutes).
     pub fn is_fatal(self) -> bool {
-        matches!(self, OperationStatus::Error | OperationStatus::Cancelled)
+        matches!(
+            self,
+            OperationStatus::Failed | OperationStatus::Error | OperationStatus::Cancelled
+        )
     }
 }
 

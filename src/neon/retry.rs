@@ -1,9 +1,10 @@
 //! The one retry table of the Neon client, and the backoff that goes with it.
 //!
-//! Retried: 423 (project locked by a running operation), 429 (rate limit), 500, 502, 503, 504, 524
-//! (Cloudflare timeout page), connection errors and timeouts. Everything else fails at once. Delays are
-//! full-jitter exponential (base 250 ms, cap 8 s), `Retry-After` is honoured up to a cap, and a call never
-//! outlives its overall deadline.
+//! Retried: 423 (project locked by a running operation), 429 (rate limit), 422 that Neon means as "not
+//! yet" (`branch not ready yet`, as Neon's own test harness retries), 500, 502, 503, 504, 524 (Cloudflare
+//! timeout page), connection errors and timeouts. Everything else fails at once. Delays are full-jitter
+//! exponential (base 250 ms, cap 8 s) with a floor, `Retry-After` is honoured between that floor and a cap,
+//! and a call never makes more than [`RetryPolicy::max_attempts`] attempts nor outlives its deadline.
 
 use std::time::Duration;
 
@@ -21,6 +22,16 @@ pub enum Verdict {
     /// Retry; the server may have applied the request (5xx, 524, connection error, timeout), so a
     /// non-idempotent call must check before repeating itself.
     RetryAmbiguous,
+}
+
+/// The retry table for HTTP statuses and Neon's error messages: a 422 whose message says the resource is
+/// not ready yet is transient (nothing was applied); any other 422 (plan limits, invalid state) is final.
+pub fn verdict_for(status: u16, message: &str) -> Verdict {
+    let m = message.to_ascii_lowercase();
+    if status == 422 && (m.contains("not ready") || m.contains("operation in progress")) {
+        return Verdict::RetryNotApplied;
+    }
+    verdict_for_status(status)
 }
 
 /// The retry table for HTTP statuses.
@@ -46,12 +57,18 @@ pub struct RetryPolicy {
     pub retry_after_cap: Duration,
     /// Overall deadline for one call, across all attempts.
     pub deadline: Duration,
+    /// The shortest pause between attempts, whatever `Retry-After` says (`0` included).
+    pub min_pause: Duration,
+    /// The most attempts one call makes, however much time is left.
+    pub max_attempts: u32,
 }
 
 impl RetryPolicy {
     pub const DEFAULT_BASE: Duration = Duration::from_millis(250);
     pub const DEFAULT_CAP: Duration = Duration::from_secs(8);
     pub const DEFAULT_RETRY_AFTER_CAP: Duration = Duration::from_secs(20);
+    pub const DEFAULT_MIN_PAUSE: Duration = Duration::from_millis(250);
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 
     pub fn with_deadline(deadline: Duration) -> Self {
         RetryPolicy {
@@ -59,6 +76,8 @@ impl RetryPolicy {
             cap: Self::DEFAULT_CAP,
             retry_after_cap: Self::DEFAULT_RETRY_AFTER_CAP,
             deadline,
+            min_pause: Self::DEFAULT_MIN_PAUSE,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
         }
     }
 
@@ -73,12 +92,14 @@ impl RetryPolicy {
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
     }
 
-    /// The delay before the next attempt: the server's `Retry-After` (capped) when given, else backoff.
+    /// The delay before the next attempt: the server's `Retry-After` (capped) when given, else backoff;
+    /// never shorter than the floor.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        match retry_after {
+        let delay = match retry_after {
             Some(d) => d.min(self.retry_after_cap),
             None => self.backoff(attempt),
-        }
+        };
+        delay.max(self.min_pause)
     }
 }
 
@@ -122,8 +143,12 @@ impl Attempts {
         self.policy.deadline.saturating_sub(self.started.elapsed())
     }
 
-    /// The pause before the next attempt, or `None` when waiting would pass the deadline (give up now).
+    /// The pause before the next attempt, or `None` when the attempts are used up or waiting would pass
+    /// the deadline (give up now).
     pub fn next_delay(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        if self.count >= self.policy.max_attempts {
+            return None;
+        }
         let delay = self.policy.delay(self.count, retry_after);
         if delay >= self.remaining() {
             None
@@ -184,6 +209,32 @@ mod tests {
             p.delay(1, Some(Duration::from_secs(300))),
             Duration::from_secs(20)
         );
+    }
+
+    #[test]
+    fn a_floor_under_every_pause_and_a_cap_on_attempts() {
+        let p = RetryPolicy::with_deadline(Duration::from_secs(3600));
+        for attempt in 1..20 {
+            assert!(p.delay(attempt, Some(Duration::ZERO)) >= p.min_pause);
+            assert!(p.delay(attempt, None) >= p.min_pause);
+        }
+        let mut a = Attempts::new(p);
+        for _ in 0..p.max_attempts - 1 {
+            a.begin();
+            assert!(a.next_delay(Some(Duration::ZERO)).is_some());
+        }
+        a.begin();
+        assert_eq!(a.next_delay(Some(Duration::ZERO)), None);
+    }
+
+    #[test]
+    fn transient_422s_are_retried_and_limits_are_not() {
+        assert_eq!(
+            verdict_for(422, "branch not ready yet"),
+            Verdict::RetryNotApplied
+        );
+        assert_eq!(verdict_for(422, "branches limit exceeded"), Verdict::Fatal);
+        assert_eq!(verdict_for(503, ""), Verdict::RetryAmbiguous);
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl Run {
 pub struct Cli {
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
+    /// Whether `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY` are set (a terminal has neither).
+    github_files: bool,
 }
 
 impl Default for Cli {
@@ -80,7 +82,14 @@ impl Cli {
         Cli {
             env: Vec::new(),
             dir: tempfile::tempdir().expect("temp dir"),
+            github_files: true,
         }
+    }
+
+    /// Runs as in a terminal: no `GITHUB_OUTPUT`, no `GITHUB_STEP_SUMMARY`.
+    pub fn without_github_files(mut self) -> Self {
+        self.github_files = false;
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -128,8 +137,10 @@ impl Cli {
                 cmd.env(key, value);
             }
         }
-        cmd.env("GITHUB_OUTPUT", &outputs)
-            .env("GITHUB_STEP_SUMMARY", &summary);
+        if self.github_files {
+            cmd.env("GITHUB_OUTPUT", &outputs)
+                .env("GITHUB_STEP_SUMMARY", &summary);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use supaneon_sync::neon::{CreateBranch, NeonClient, NeonSettings};
+use supaneon_sync::ownership;
 use supaneon_sync::secret::Secret;
 
 use super::world::{World, API_KEY, PROJECT_ID};
@@ -34,6 +35,33 @@ pub async fn seed_branch(
         parent_id: parent_id.map(str::to_string),
         expires_at,
         annotations: Default::default(),
+        with_endpoint: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("seed branch {name}: {e}"))
+    .branch
+    .id
+}
+
+/// Like [`seed_branch`], but annotated as supaneon-sync annotates its own branches for `fingerprint`'s
+/// source (the kind follows the name), as if an earlier run had made it.
+pub async fn seed_ours(
+    neon: &NeonClient,
+    fingerprint: &str,
+    name: &str,
+    parent_id: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
+) -> String {
+    let kind = if name.starts_with("restore-test-") {
+        ownership::KIND_RESTORE_TEST
+    } else {
+        ownership::KIND_BACKUP
+    };
+    neon.create_branch(&CreateBranch {
+        name: name.to_string(),
+        parent_id: parent_id.map(str::to_string),
+        expires_at,
+        annotations: ownership::annotations(kind, &format!("seed-{name}"), fingerprint),
         with_endpoint: false,
     })
     .await

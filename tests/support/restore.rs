@@ -31,6 +31,25 @@ pub async fn create_plain_branch(world: &World, name: &str) {
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
 }
 
+/// Creates a branch named `name` off the default branch (no manifest in it), with an endpoint, annotated
+/// as a backup of this world's source.
+pub async fn create_owned_branch(world: &World, name: &str) {
+    neon_client(world)
+        .create_branch(&CreateBranch {
+            name: name.to_string(),
+            parent_id: None,
+            expires_at: None,
+            annotations: supaneon_sync::ownership::annotations(
+                supaneon_sync::ownership::KIND_BACKUP,
+                "seeded",
+                &world.fingerprint(),
+            ),
+            with_endpoint: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+}
+
 /// The password of the Neon role on a branch, from the connection URI the API hands out.
 pub async fn branch_password(world: &World, branch_name: &str) -> String {
     let branch = world.branch(branch_name).expect("branch");

@@ -51,6 +51,18 @@ impl World {
             .verified_url("postgres", SOURCE_PASSWORD, "postgres")
     }
 
+    /// The fingerprint supaneon-sync annotates on the branches it makes for this world's source.
+    pub fn fingerprint(&self) -> String {
+        let url = url::Url::parse(&self.source_url()).expect("source url");
+        supaneon_sync::ownership::source_fingerprint(&supaneon_sync::config::SourceFacts {
+            host: url.host_str().expect("host").to_string(),
+            port: url.port().unwrap_or(5432),
+            user: url.username().to_string(),
+            database: url.path().trim_start_matches('/').to_string(),
+            sslmode: supaneon_sync::pg::conn::SslMode::Require,
+        })
+    }
+
     /// The binary, configured for this world through the environment.
     pub fn cli(&self) -> Cli {
         Cli::new()
