@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use chrono::{Duration, Utc};
+use neon_emulator::{FaultAction, FaultRule};
 use supaneon_sync::branches::{self, PendingBranch};
 use supaneon_sync::neon::CreateBranch;
 use supaneon_sync::ownership;
@@ -328,6 +329,37 @@ async fn full_projects_free_a_slot_by_policy_or_name_every_slot() {
         run.describe()
     );
     assert_eq!(names(&world), before);
+
+    // 4. A limit Neon does not report: the create answers 422 BRANCHES_LIMIT_EXCEEDED; the run frees a slot
+    //    by the policy and tries once more.
+    world.emu.faults().set_branch_limit(40);
+    let extra = branches::backup_name(now - Duration::days(30));
+    seed_ours(&neon, &fp, &extra, None, None).await;
+    world.emu.faults().push(
+        FaultRule::new(
+            "/branches",
+            FaultAction::Status {
+                status: 422,
+                code: "BRANCHES_LIMIT_EXCEEDED".into(),
+                message: "branches limit exceeded".into(),
+                retry_after: None,
+            },
+        )
+        .method("POST"),
+    );
+    let run = backup_without_prune(&world);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    no_secrets(&run);
+    assert!(
+        run.everything()
+            .contains("Neon answered that the branch limit is reached")
+            && run
+                .everything()
+                .contains(&format!("freed a branch slot: deleted {extra}")),
+        "{}",
+        run.describe()
+    );
+    assert!(world.branch(&extra).is_none());
 }
 
 /// Two backups started at the same moment: one or both succeed, and neither deletes the other's branch.
