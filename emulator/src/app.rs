@@ -81,6 +81,49 @@ impl App {
         }
     }
 
+    /// Measures every branch's logical size and writes since creation on the backing cluster (see
+    /// [`crate::storage`]). A database that cannot be measured now keeps its last figures.
+    pub async fn refresh_storage(&self) {
+        // Never while a mutation copies or drops databases (a session on a template would make its copy
+        // wait); the last figures stand then. Held while measuring, so no copy starts under us.
+        let Ok(_gate) = self.gate.try_lock() else {
+            return;
+        };
+        let targets: Vec<(String, String, crate::storage::RelationSizes)> = self
+            .state()
+            .branches
+            .iter()
+            .flat_map(|b| {
+                b.databases
+                    .iter()
+                    .map(|d| (b.id.clone(), d.physical.clone(), d.baseline.clone()))
+            })
+            .collect();
+        let mut measured: Vec<(String, i64, i64)> = Vec::new();
+        for (branch_id, physical, baseline) in targets {
+            if let Ok(now) = self.backing.relation_sizes(&physical).await {
+                measured.push((
+                    branch_id,
+                    crate::storage::logical(&now),
+                    crate::storage::written_since(&baseline, &now),
+                ));
+            }
+        }
+        let mut st = self.state();
+        let mut totals: std::collections::HashMap<String, (i64, i64)> = Default::default();
+        for (branch_id, logical, written) in measured {
+            let t = totals.entry(branch_id).or_default();
+            t.0 += logical;
+            t.1 += written;
+        }
+        for (branch_id, (logical, written)) in totals {
+            if let Some(b) = st.branch_mut(&branch_id) {
+                b.logical_size = logical;
+                b.written_data_bytes = written;
+            }
+        }
+    }
+
     /// A connection URI to a physical database on the backing cluster.
     pub fn connection_uri(&self, role: &str, password: &str, physical: &str) -> String {
         let pg = self.backing.public();

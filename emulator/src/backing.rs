@@ -186,6 +186,24 @@ impl Backing {
         Ok(())
     }
 
+    /// Every relation's size in `physical` (all its forks), by file node (see [`crate::storage`]).
+    pub async fn relation_sizes(
+        &self,
+        physical: &str,
+    ) -> Result<crate::storage::RelationSizes, BackingError> {
+        let client = self.connect(Some(physical)).await?;
+        let rows = client
+            .query(
+                "SELECT pg_relation_filenode(c.oid)::bigint, \
+                        pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm') \
+                        + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init') \
+                 FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Drops a database, disconnecting its sessions.
     pub async fn drop_database(&self, physical: &str) -> Result<(), BackingError> {
         let client = self.connect(None).await?;

@@ -14,6 +14,8 @@
 //! - Refusals to delete (default, protected, has children) and `expires_at` violations are 400.
 //! - Point-in-time branching and read-only endpoints are not emulated (400).
 //! - Deleted branches' databases are dropped at once; expired branches are swept on the next request.
+//! - Storage (`logical_size`, `written_data_bytes`, the project's `synthetic_storage_size`) is measured on
+//!   the backing cluster's relation files when read, and billed by Neon's rule (see `storage`).
 
 mod api;
 mod app;
@@ -25,6 +27,7 @@ mod model;
 mod operations;
 mod recording;
 mod server;
+mod storage;
 
 pub use config::{BackingPostgres, EmulatorConfig, NEON_URI_QUERY};
 pub use faults::{FaultAction, FaultRule, Faults};

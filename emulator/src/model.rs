@@ -21,6 +21,8 @@ pub(crate) struct Database {
     /// The real database on the backing cluster.
     pub physical: String,
     pub created_at: DateTime<Utc>,
+    /// Its relation files at the branch's creation: what later writes are measured against.
+    pub baseline: crate::storage::RelationSizes,
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +56,9 @@ pub(crate) struct Branch {
     pub roles: Vec<Role>,
     /// The operations that bring the branch to `ready`.
     pub creation_ops: Vec<String>,
+    /// Measured when last read (see [`crate::storage`]).
+    pub logical_size: i64,
+    pub written_data_bytes: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -161,14 +166,14 @@ impl State {
             "name": b.name,
             "current_state": if ready { "ready" } else { "init" },
             "state_changed_at": ids::ts(if ready { changed.unwrap_or(b.created_at) } else { b.created_at }),
-            "logical_size": 30_785_536,
+            "logical_size": b.logical_size,
             "creation_source": "console",
             "default": b.default,
             "protected": b.protected,
             "cpu_used_sec": 0,
             "compute_time_seconds": 0,
             "active_time_seconds": 0,
-            "written_data_bytes": 0,
+            "written_data_bytes": b.written_data_bytes,
             "data_transfer_bytes": 0,
             "created_at": ids::ts(b.created_at),
             "updated_at": ids::ts(b.updated_at),
@@ -268,6 +273,8 @@ impl State {
 
     pub fn project_json(&self, branch_limit: usize, store_passwords: bool) -> Value {
         let created = ids::ts(self.project_created_at);
+        let billed: i64 = self.branches.iter().map(|b| storage_billed(b)).sum();
+        let written: i64 = self.branches.iter().map(|b| b.written_data_bytes).sum();
         json!({
             "id": self.project_id,
             "platform_id": "aws",
@@ -295,11 +302,17 @@ impl State {
             "consumption_period_end": ids::ts(self.project_created_at + chrono::Duration::days(30)),
             "active_time_seconds": 0,
             "compute_time_seconds": 0,
-            "written_data_bytes": 0,
+            "written_data_bytes": written,
             "data_transfer_bytes": 0,
             "data_storage_bytes_hour": 0,
+            "synthetic_storage_size": billed,
         })
     }
+}
+
+/// One branch's storage by Neon's rule.
+pub(crate) fn storage_billed(b: &Branch) -> i64 {
+    crate::storage::billed(b.parent_id.is_none(), b.logical_size, b.written_data_bytes)
 }
 
 /// An annotation value from a request body: an object of string values (at most 50).

@@ -55,6 +55,7 @@ impl Emulator {
         let branch_id = ids::branch_id();
         let physical = physical_name(&branch_id, DEFAULT_DATABASE);
         backing.create_database(&physical, OWNER_ROLE).await?;
+        let baseline = backing.relation_sizes(&physical).await?;
         let endpoint_id = ids::endpoint_id();
         let main = Branch {
             id: branch_id.clone(),
@@ -74,6 +75,7 @@ impl Emulator {
                 owner_name: OWNER_ROLE.to_string(),
                 physical,
                 created_at: now,
+                baseline,
             }],
             roles: vec![Role {
                 name: OWNER_ROLE.to_string(),
@@ -81,6 +83,8 @@ impl Emulator {
                 created_at: now,
             }],
             creation_ops: Vec::new(),
+            logical_size: 0,
+            written_data_bytes: 0,
         };
         let endpoint = Endpoint {
             id: endpoint_id,

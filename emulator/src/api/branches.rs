@@ -71,6 +71,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     app.check_project(&project_id)?;
+    app.refresh_storage().await;
     let mut sort_by = q
         .get("sort_by")
         .map(String::as_str)
@@ -175,6 +176,7 @@ pub(crate) async fn get_one(
     Path((project_id, branch_id)): Path<(String, String)>,
 ) -> ApiResult {
     app.check_project(&project_id)?;
+    app.refresh_storage().await;
     let st = app.state();
     let b = st
         .branch(&branch_id)
@@ -386,18 +388,30 @@ pub(crate) async fn create(
     };
 
     // Copy the parent's databases on the backing cluster; undo the copies if one fails.
-    let mut copied: Vec<(String, String, String)> = Vec::new();
+    let mut copied: Vec<(String, String, String, crate::storage::RelationSizes)> = Vec::new();
     for (name, owner, template) in &plan.databases {
         let physical = physical_name(&plan.id, name);
         let mut result = app.backing.copy_database(template, &physical, owner).await;
         if result.is_ok() {
-            copied.push((name.clone(), owner.clone(), physical.clone()));
+            copied.push((
+                name.clone(),
+                owner.clone(),
+                physical.clone(),
+                Default::default(),
+            ));
             if plan.schema_only {
                 result = app.backing.truncate_user_tables(&physical).await;
             }
         }
+        // What the copy holds at birth; whatever the branch writes later is measured against it.
+        if result.is_ok() {
+            match app.backing.relation_sizes(&physical).await {
+                Ok(sizes) => copied.last_mut().expect("just pushed").3 = sizes,
+                Err(e) => result = Err(e),
+            }
+        }
         if let Err(e) = result {
-            for (_, _, p) in &copied {
+            for (_, _, p, _) in &copied {
                 let _ = app.backing.drop_database(p).await;
             }
             return Err(ApiError::internal(format!(
@@ -410,12 +424,13 @@ pub(crate) async fn create(
     let mut st = app.state();
     let databases: Vec<Database> = copied
         .into_iter()
-        .map(|(name, owner_name, physical)| Database {
+        .map(|(name, owner_name, physical, baseline)| Database {
             id: st.next_database_id(),
             name,
             owner_name,
             physical,
             created_at: now,
+            baseline,
         })
         .collect();
     let roles: Vec<Role> = plan
@@ -472,6 +487,9 @@ pub(crate) async fn create(
         databases,
         roles,
         creation_ops: ops.iter().map(|o| o.id.clone()).collect(),
+        // A new child has written nothing yet; its logical size is its copy's.
+        logical_size: 0,
+        written_data_bytes: 0,
     };
     st.operations.extend(ops.iter().cloned());
     st.endpoints.extend(endpoints.iter().cloned());

@@ -16,6 +16,7 @@ pub(crate) async fn get_project(
     Path(project_id): Path<String>,
 ) -> ApiResult {
     app.check_project(&project_id)?;
+    app.refresh_storage().await;
     let project = app
         .state()
         .project_json(app.faults.branch_limit(), app.cfg.store_passwords);
