@@ -12,7 +12,7 @@ REPO=$PWD
 usage() {
   cat <<'EOF'
 usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-build] [--tool PATH] [--compare PATH]
-                       [--keep-log DIR]
+                       [--keep-log DIR] [--storage-runs N]
   --scale S              pgbench scale; the app tables grow with it (default 65: about 1.5 GB on disk)
   --runs N               runs of each method, alternating (default 3)
   --operation-step-ms MS the emulator's time per Neon operation phase (default 20; Neon's API is not measured)
@@ -20,10 +20,13 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --tool PATH            time this supaneon-sync binary instead (e.g. a saved build)
   --compare PATH         also time this second binary in every round (before/after of a change)
   --keep-log DIR         copy our logs of every run into DIR
+  --storage-runs N       then N daily backups kept side by side, 1 % of the rows changed before each: the Neon
+                         storage they are billed by Neon's rule (the emulator's synthetic_storage_size) and the
+                         bytes each read from the source (default 0: skipped)
 EOF
 }
 
-SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG='' TOOL='' COMPARE=''
+SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG='' TOOL='' COMPARE='' STORAGE_RUNS=0
 while (($#)); do
   case $1 in
     --scale) SCALE=${2:?}; shift 2 ;;
@@ -33,11 +36,12 @@ while (($#)); do
     --keep-log) KEEP_LOG=${2:?}; shift 2 ;;
     --tool) TOOL=$(realpath "${2:?}"); shift 2 ;;
     --compare) COMPARE=$(realpath "${2:?}"); shift 2 ;;
+    --storage-runs) STORAGE_RUNS=${2:?}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
 done
-for n in "$SCALE" "$RUNS" "$STEP_MS"; do
+for n in "$SCALE" "$RUNS" "$STEP_MS" "$STORAGE_RUNS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
 done
 
@@ -63,8 +67,9 @@ if ((BUILD)); then
   say "release build"
   cargo build --quiet --release -p supaneon-sync -p neon-emulator
 fi
-TOOL=${TOOL:-$REPO/target/release/supaneon-sync}
-EMULATOR=$REPO/target/release/neon-emulator
+RELEASE_DIR=${CARGO_TARGET_DIR:-$REPO/target}/release
+TOOL=${TOOL:-$RELEASE_DIR/supaneon-sync}
+EMULATOR=$RELEASE_DIR/neon-emulator
 [[ -x $TOOL && -x $EMULATOR && ( -z $COMPARE || -x $COMPARE ) ]] || die "no release binaries in target/release (drop --no-build)"
 
 W=$(mktemp -d /tmp/supaneon-bench.XXXXXX)
@@ -202,8 +207,13 @@ TGT_PW=$(su_psql "$TGT_PORT" cloud_admin postgres -c \
 # Every branch but the default one goes, so the target never fills up.
 delete_backup_branches() {
   local id
-  for id in $(neon_api /branches | jq -r '.branches[] | select(.default | not) | .id'); do
-    neon_api "/branches/$id" -X DELETE >/dev/null
+  # Children first (newest first), each retried while the project is locked by the previous delete (423).
+  for id in $(neon_api /branches | jq -r '[.branches[] | select(.default | not)] | sort_by(.created_at) | reverse | .[].id'); do
+    local tries=0
+    until neon_api "/branches/$id" -X DELETE >/dev/null 2>&1; do
+      ((++tries < 100)) || die "could not delete branch $id"
+      sleep 0.1
+    done
   done
 }
 
@@ -341,3 +351,28 @@ for m in "${METHODS[@]}"; do
   echo "  median phases: setup (preflight, Neon branch, schema, target preparation) $(med "${SETUP[$m]}") s, data with early index builds $(med "${DATA[$m]}") s, post-data with manifest and table reads $(med "${POST[$m]}") s, rest of verify $(med "${VERIFY[$m]}") s, finish $(med "${FINISH[$m]}") s; our CPU $(med "${CPU[$m]}") s"
   echo "  peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
 done
+
+# ---- storage and egress over daily runs (issue 15's measure) ----
+if ((STORAGE_RUNS > 0)); then
+  prepare_run
+  relation_bytes="SELECT sum(pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm')
+    + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init')) FROM pg_class c
+    WHERE pg_relation_filenode(c.oid) IS NOT NULL"
+  READS=()
+  for i in $(seq "$STORAGE_RUNS"); do
+    # A day's changes: 1 % of the accounts rows.
+    su_psql "$SRC_PORT" supabase_admin bench -c \
+      "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $((i % 100))"
+    run_tool "s$i" "$TOOL"
+    READS+=("$(sed -n 's/.*: restored bytes=\([0-9]*\).*/\1/p' "$W/tool-s$i.log" | tail -1)")
+    say "storage run $i: $TOOL_WALL s"
+  done
+  src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
+  billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
+  echo
+  echo "storage after $STORAGE_RUNS daily backups (strategy full, 1 % of pgbench_accounts changed before each):"
+  echo "  source logical size $((src_logical / 1048576)) MB; Neon storage billed by Neon's rule $((billed / 1048576)) MB:" \
+    "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
+  echo "  bytes read from the source per run (the dump stream): ${READS[*]}"
+  delete_backup_branches
+fi
