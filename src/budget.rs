@@ -334,6 +334,7 @@ mod tests {
                 pending_state: None,
                 created_at: now(),
                 logical_size: None,
+                written_data_bytes: None,
                 expires_at: None,
             },
             annotations: if ours {

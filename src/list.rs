@@ -48,6 +48,10 @@ pub struct Listing {
     pub backups: Vec<BackupEntry>,
     /// Branches named like ours that are not ours, and why.
     pub foreign: Vec<ForeignEntry>,
+    /// The project's storage as Neon bills it, when Neon reports it.
+    pub storage_billed_bytes: Option<u64>,
+    /// The plan's storage allowance, when known (the free plan's 0.5 GB).
+    pub storage_allowance_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +70,8 @@ pub struct BackupEntry {
     pub taken_at: DateTime<Utc>,
     pub age_seconds: i64,
     pub logical_size_bytes: Option<u64>,
+    /// Written since the branch's creation: a backup is billed for min(this, its logical size).
+    pub written_bytes: Option<u64>,
     /// `verified`, `no-manifest`, `unknown` or `not-applicable`.
     pub verification: &'static str,
     pub tables: Option<usize>,
@@ -123,6 +129,7 @@ pub async fn collect(ctx: &RunContext, neon: &NeonClient) -> Result<Listing> {
             taken_at: at,
             age_seconds: (now - at).num_seconds(),
             logical_size_bytes: b.branch.logical_size,
+            written_bytes: b.branch.written_data_bytes,
             verification,
             tables,
             rows,
@@ -130,11 +137,30 @@ pub async fn collect(ctx: &RunContext, neon: &NeonClient) -> Result<Listing> {
         });
     }
     backups.sort_by(|a, b| b.taken_at.cmp(&a.taken_at).then(b.name.cmp(&a.name)));
+    // Storage is reported when Neon tells it; the listing stands without it.
+    let project = neon.get_project().await.ok();
     Ok(Listing {
         format: JSON_FORMAT,
         generated_at: now,
         backups,
         foreign,
+        storage_billed_bytes: project.as_ref().and_then(|p| p.synthetic_storage_size),
+        storage_allowance_bytes: project.as_ref().and_then(|p| p.free_plan_storage()),
+    })
+}
+
+/// "Neon storage billed: 310 MB of the free plan's 512 MB (61 %)", when Neon reports the figure.
+fn storage_line(listing: &Listing) -> Option<String> {
+    let billed = listing.storage_billed_bytes?;
+    let mb = |b: u64| b.div_ceil(1024 * 1024);
+    Some(match listing.storage_allowance_bytes {
+        Some(allowance) => format!(
+            "Neon storage billed by Neon's rule: {} MB of the free plan's {} MB ({} %)",
+            mb(billed),
+            mb(allowance),
+            billed * 100 / allowance.max(1)
+        ),
+        None => format!("Neon storage billed by Neon's rule: {} MB", mb(billed)),
     })
 }
 
@@ -193,6 +219,7 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
         ),
         None => "no complete backup exists".to_string(),
     };
+    let storage = storage_line(listing);
     let header = [
         "backup",
         "state",
@@ -217,6 +244,9 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
             ));
         }
         ctx.actions.info(&result);
+        if let Some(line) = &storage {
+            ctx.actions.info(line);
+        }
     }
     report::write_outputs(
         &ctx.actions,
@@ -231,6 +261,9 @@ pub fn report(ctx: &RunContext, listing: &Listing) -> Result<()> {
         "## supaneon-sync backups\n\n{result}\n\n{}",
         report::markdown_table(&header, &rows)
     );
+    if let Some(line) = &storage {
+        summary.push_str(&format!("\n{line}\n"));
+    }
     if !listing.foreign.is_empty() {
         let foreign: Vec<Vec<String>> = listing
             .foreign

@@ -103,6 +103,42 @@ pub async fn project_for(neon: &NeonClient, source_major: u32) -> Result<Project
     Ok(project)
 }
 
+/// The project's storage as Neon bills it, against the free plan's allowance.
+pub struct StorageCheck {
+    /// False when the next backup would be refused for lack of storage.
+    pub fits: bool,
+    pub detail: String,
+    /// Said before it runs out.
+    pub warning: Option<String>,
+}
+
+/// `None` when Neon does not report the project's storage.
+pub fn storage_check(project: &Project) -> Option<StorageCheck> {
+    let billed = project.synthetic_storage_size?;
+    let mb = |b: u64| b.div_ceil(1024 * 1024);
+    Some(match project.free_plan_storage() {
+        Some(allowance) if billed >= allowance => StorageCheck {
+            fits: false,
+            detail: format!("{} MB billed by Neon's rule, at or over the free plan's {} MB: Neon refuses writes beyond it, so the next backup would fail; lower keep-last, delete backups you no longer need, or move to a paid plan", mb(billed), mb(allowance)),
+            warning: None,
+        },
+        Some(allowance) => StorageCheck {
+            fits: true,
+            detail: format!(
+                "{} MB billed by Neon's rule of the free plan's {} MB",
+                mb(billed),
+                mb(allowance)
+            ),
+            warning: (billed * 10 >= allowance * 8).then(|| format!("Neon storage is at {} % of the free plan's {} MB; each full backup adds about the database's size: lower keep-last before it runs out", billed * 100 / allowance, mb(allowance))),
+        },
+        None => StorageCheck {
+            fits: true,
+            detail: format!("{} MB billed by Neon's rule", mb(billed)),
+            warning: None,
+        },
+    })
+}
+
 /// Neon's free plan allows 10 branches per project, the default branch included.
 pub const FREE_PLAN_BRANCH_LIMIT: usize = 10;
 
@@ -122,6 +158,35 @@ pub fn branch_budget_problem(branch_limit: usize, keep_last: u32) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn project(storage: Option<u64>, plan: &str) -> Project {
+        serde_json::from_value(serde_json::json!({
+            "id": "p", "name": "p", "pg_version": 17,
+            "owner": {"branches_limit": 10, "subscription_type": plan},
+            "synthetic_storage_size": storage,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn storage_is_judged_against_the_free_plan_and_warned_about_before_it_runs_out() {
+        const MB: u64 = 1024 * 1024;
+        assert!(storage_check(&project(None, "free_v3")).is_none());
+        let roomy = storage_check(&project(Some(100 * MB), "free_v3")).unwrap();
+        assert!(roomy.fits && roomy.warning.is_none(), "{}", roomy.detail);
+        assert!(roomy.detail.contains("100 MB") && roomy.detail.contains("512 MB"));
+        let tight = storage_check(&project(Some(420 * MB), "free_v3")).unwrap();
+        assert!(tight.fits);
+        assert!(tight.warning.unwrap().contains("82 %"));
+        let full = storage_check(&project(Some(512 * MB), "free_v3")).unwrap();
+        assert!(
+            !full.fits && full.detail.contains("keep-last"),
+            "{}",
+            full.detail
+        );
+        let paid = storage_check(&project(Some(5000 * MB), "launch")).unwrap();
+        assert!(paid.fits && paid.warning.is_none());
+    }
 
     #[test]
     fn the_branch_budget_counts_the_default_the_next_backup_and_a_restore_test() {

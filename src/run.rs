@@ -277,6 +277,12 @@ async fn online_checks(ctx: &RunContext) -> Vec<String> {
                     let limit = project
                         .branches_limit()
                         .unwrap_or(preflight::FREE_PLAN_BRANCH_LIMIT);
+                    if let Some(storage) = preflight::storage_check(&project) {
+                        report(storage.fits, "neon storage", storage.detail);
+                        if let Some(warning) = storage.warning {
+                            a.warning(&warning);
+                        }
+                    }
                     match preflight::branch_budget_problem(limit, config.retention.keep_last) {
                         None => report(
                             true,

@@ -72,5 +72,35 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             "{:?}",
             world.branch_names()
         );
+
+        // Storage as Neon bills it: today each backup is a full restore, so each is billed for about
+        // what it holds, and the project for the sum.
+        let list = world.cli().run(&["list", "--json"]);
+        assert_eq!(list.code, 0, "{}", list.describe());
+        let listing: serde_json::Value =
+            serde_json::from_str(&list.stdout).expect("one JSON document");
+        let billed = listing["storage_billed_bytes"]
+            .as_u64()
+            .expect("storage reported");
+        let written: Vec<u64> = listing["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["written_bytes"].as_u64().expect("written bytes"))
+            .collect();
+        assert_eq!(written.len(), 2, "{listing}");
+        assert!(written.iter().all(|w| *w > 100_000), "{written:?}");
+        assert!(
+            billed >= written.iter().sum::<u64>(),
+            "{billed} vs {written:?}"
+        );
+        assert_eq!(listing["storage_allowance_bytes"], 512 * 1024 * 1024);
+        let table = world.cli().run(&["list"]);
+        assert!(
+            table.stdout.contains("Neon storage billed by Neon's rule:")
+                && table.stdout.contains("of the free plan's 512 MB"),
+            "{}",
+            table.describe()
+        );
     }
 }

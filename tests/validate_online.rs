@@ -15,6 +15,7 @@ async fn online_checks_pass_against_a_working_world_and_name_what_fails() {
         "SCRAM-SHA-256-PLUS",
         "ok   pg tools:",
         "ok   neon branch connections: will be verified in full",
+        "ok   neon storage:",
         "ok   neon project:",
         "ok   neon postgres version:",
         "ok   branch budget:",

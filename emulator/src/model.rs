@@ -273,7 +273,7 @@ impl State {
 
     pub fn project_json(&self, branch_limit: usize, store_passwords: bool) -> Value {
         let created = ids::ts(self.project_created_at);
-        let billed: i64 = self.branches.iter().map(|b| storage_billed(b)).sum();
+        let billed: i64 = self.branches.iter().map(storage_billed).sum();
         let written: i64 = self.branches.iter().map(|b| b.written_data_bytes).sum();
         json!({
             "id": self.project_id,

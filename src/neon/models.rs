@@ -16,6 +16,10 @@ pub struct Project {
     pub pg_version: u32,
     #[serde(default)]
     pub owner: Option<ProjectOwner>,
+    /// The project's storage as Neon bills it, in bytes: root branches at their logical size, children at
+    /// min(written since creation, logical size).
+    #[serde(default)]
+    pub synthetic_storage_size: Option<u64>,
 }
 
 impl Project {
@@ -26,7 +30,19 @@ impl Project {
             .and_then(|o| o.branches_limit)
             .map(|n| n as usize)
     }
+
+    /// The plan's storage allowance, when the project is on the free plan (0.5 GB per project).
+    pub fn free_plan_storage(&self) -> Option<u64> {
+        self.owner
+            .as_ref()
+            .and_then(|o| o.subscription_type.as_deref())
+            .filter(|plan| plan.starts_with("free"))
+            .map(|_| FREE_PLAN_STORAGE_BYTES)
+    }
 }
+
+/// Neon's free plan: 0.5 GB of storage per project, all branches together.
+pub const FREE_PLAN_STORAGE_BYTES: u64 = 512 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ProjectOwner {
@@ -54,6 +70,9 @@ pub struct Branch {
     /// Bytes.
     #[serde(default)]
     pub logical_size: Option<u64>,
+    /// Bytes written since the branch's creation: what a child branch is billed for, up to its size.
+    #[serde(default)]
+    pub written_data_bytes: Option<u64>,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }

@@ -30,6 +30,7 @@ fn branch(name: &str, parent: Option<&str>) -> BranchInfo {
             pending_state: None,
             created_at: now(),
             logical_size: Some(1000),
+            written_data_bytes: None,
             expires_at: None,
         },
         annotations: ours(name),
