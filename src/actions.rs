@@ -152,6 +152,30 @@ impl Actions {
         let _ = out.flush();
     }
 
+    /// Writes a secret itself, as the run's document: failover's connection URI, the one value a run exists
+    /// to hand over. Under Actions the runner masks it in the log (it was registered, hence masked, when
+    /// received); outside, it is the only line on stdout.
+    pub fn reveal_secret(&self, secret: &crate::secret::Secret) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let out = inner.document.as_mut().unwrap_or(&mut inner.out);
+        let _ = writeln!(out, "{}", one_line(secret.expose()));
+        let _ = out.flush();
+    }
+
+    /// An output holding a secret on purpose (failover's `database-url`): GitHub keeps it masked in the log
+    /// and usable by later steps of the job.
+    pub fn set_secret_output(&self, name: &str, secret: &crate::secret::Secret) -> io::Result<()> {
+        let file = self.lock().output_file.clone();
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let value = one_line(secret.expose());
+        let delimiter = format!("ghadelimiter_{:032x}", rand::random::<u128>());
+        let mut f = OpenOptions::new().append(true).create(true).open(file)?;
+        write!(f, "{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    }
+
     pub fn on_actions(&self) -> bool {
         self.lock().on_actions
     }

@@ -5,6 +5,7 @@
 use crate::config::NeonSettings;
 use crate::neon::{Endpoint, EndpointType, NeonClient, NeonError};
 use crate::pg::conn::{ConnError, ConnSpec};
+use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BranchConnError {
@@ -33,6 +34,18 @@ pub async fn branch_spec_with(
     branch_id: &str,
     endpoints: &[Endpoint],
 ) -> Result<ConnSpec, BranchConnError> {
+    branch_connection(neon, settings, branch_id, endpoints)
+        .await
+        .map(|(_, spec)| spec)
+}
+
+/// The URI the API handed out (a secret) and the [`ConnSpec`] made of it under the Neon rule.
+pub async fn branch_connection(
+    neon: &NeonClient,
+    settings: &NeonSettings,
+    branch_id: &str,
+    endpoints: &[Endpoint],
+) -> Result<(Secret, ConnSpec), BranchConnError> {
     let host = endpoints
         .iter()
         .find(|e| e.endpoint_type == EndpointType::ReadWrite)
@@ -43,9 +56,6 @@ pub async fn branch_spec_with(
     let uri = neon
         .connection_uri(branch_id, &settings.database, &settings.role)
         .await?;
-    Ok(ConnSpec::for_neon_branch(
-        &uri,
-        &host,
-        settings.extra_roots.as_deref(),
-    )?)
+    let spec = ConnSpec::for_neon_branch(&uri, &host, settings.extra_roots.as_deref())?;
+    Ok((uri, spec))
 }

@@ -63,6 +63,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fail over: the newest verified backup (or the one named), given a compute that answers; prints its
+    /// connection URI, the application's new DATABASE_URL, as the only line on stdout
+    Failover {
+        /// The backup branch to fail over to (default: the newest complete backup of this source)
+        #[arg(long = "backup", value_name = "BRANCH")]
+        backup: Option<String>,
+    },
     /// Run as the GitHub Action: read INPUT_* variables and dispatch on the `mode` input
     Action,
 }
@@ -108,6 +115,7 @@ impl Cli {
             Command::RestoreTest { .. } => Mode::RestoreTest,
             Command::Prune { .. } => Mode::Prune,
             Command::List { .. } => Mode::List,
+            Command::Failover { .. } => Mode::Failover,
             Command::Action => return None,
         })
     }
@@ -137,7 +145,7 @@ impl Cli {
             }
         }
         match &self.command {
-            Command::RestoreTest { backup: Some(b) } => {
+            Command::RestoreTest { backup: Some(b) } | Command::Failover { backup: Some(b) } => {
                 raw.set("backup-branch", b, Origin::Flag("--backup"))
             }
             Command::Prune { dry_run: true } => {

@@ -32,7 +32,7 @@ pub struct SettingDef {
 /// Every setting, in the order they are documented. `action.yml` declares exactly these inputs (a contract
 /// test checks it).
 pub const SETTINGS: &[SettingDef] = &[
-    SettingDef { input: "mode", env: "SUPANEON_MODE", description: "What to run: validate-config, backup, restore-test, prune or list.", default: "backup" },
+    SettingDef { input: "mode", env: "SUPANEON_MODE", description: "What to run: validate-config, backup, restore-test, prune, list or failover.", default: "backup" },
     SettingDef { input: "supabase-database-url", env: "SUPABASE_DATABASE_URL", description: "Connection URI of the Supabase database (session pooler on port 5432 from GitHub-hosted runners), with sslmode=require or stronger.", default: "" },
     SettingDef { input: "neon-api-key", env: "NEON_API_KEY", description: "Neon API key.", default: "" },
     SettingDef { input: "neon-project-id", env: "NEON_PROJECT_ID", description: "Neon project id, e.g. quiet-river-12345678.", default: "" },
@@ -43,7 +43,7 @@ pub const SETTINGS: &[SettingDef] = &[
     SettingDef { input: "keep-last", env: "SUPANEON_KEEP_LAST", description: "How many complete backups prune keeps (the newest).", default: "7" },
     SettingDef { input: "prune-after-backup", env: "SUPANEON_PRUNE_AFTER_BACKUP", description: "Prune old backups after a successful backup.", default: "true" },
     SettingDef { input: "verify", env: "SUPANEON_VERIFY", description: "Verification of a backup against the source: full (row counts and checksums) or counts.", default: "full" },
-    SettingDef { input: "backup-branch", env: "SUPANEON_BACKUP_BRANCH", description: "restore-test: the backup branch to test; default: the newest complete backup.", default: "" },
+    SettingDef { input: "backup-branch", env: "SUPANEON_BACKUP_BRANCH", description: "restore-test, failover: the backup branch to test or fail over to; default: the newest complete backup.", default: "" },
     SettingDef { input: "restore-test-expiry-hours", env: "SUPANEON_RESTORE_TEST_EXPIRY_HOURS", description: "restore-test: hours after which Neon deletes a kept (failed) test branch.", default: "72" },
     SettingDef { input: "dry-run", env: "SUPANEON_DRY_RUN", description: "prune: print the plan, delete nothing.", default: "false" },
     SettingDef { input: "config-file", env: "SUPANEON_CONFIG_FILE", description: "Path to an optional YAML file with schemas, tables, retention tiers and health checks.", default: "" },
@@ -271,17 +271,25 @@ pub enum Mode {
     RestoreTest,
     Prune,
     List,
+    Failover,
 }
 
 impl Mode {
-    pub const NAMES: &'static [&'static str] =
-        &["validate-config", "backup", "restore-test", "prune", "list"];
+    pub const NAMES: &'static [&'static str] = &[
+        "validate-config",
+        "backup",
+        "restore-test",
+        "prune",
+        "list",
+        "failover",
+    ];
 
     pub fn parse(s: &str) -> Option<Mode> {
         Some(match s {
             "validate-config" => Mode::ValidateConfig,
             "backup" | "backup-run" => Mode::Backup,
             "restore-test" => Mode::RestoreTest,
+            "failover" => Mode::Failover,
             "prune" => Mode::Prune,
             "list" => Mode::List,
             _ => return None,
@@ -293,6 +301,7 @@ impl Mode {
             Mode::ValidateConfig => "validate-config",
             Mode::Backup => "backup",
             Mode::RestoreTest => "restore-test",
+            Mode::Failover => "failover",
             Mode::Prune => "prune",
             Mode::List => "list",
         }

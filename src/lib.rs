@@ -11,6 +11,7 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod failover;
 pub mod list;
 pub mod logging;
 pub mod neon;

@@ -25,8 +25,11 @@ fn main() -> ExitCode {
         }
     };
     let actions = Actions::from_env();
-    // `list --json`: stdout is exactly one JSON document; everything else goes to stderr.
-    let actions = if matches!(cli.command, Command::List { json: true }) {
+    // One document on stdout (JSON, or failover's URI); everything else on stderr.
+    let actions = if matches!(
+        cli.command,
+        Command::List { json: true } | Command::Failover { .. }
+    ) {
         actions.with_document_stdout()
     } else {
         actions

@@ -21,6 +21,7 @@ pub const OUTPUTS: &[&str] = &[
     "deleted",
     "latest-backup",
     "backup-count",
+    "database-url",
 ];
 
 /// Writes outputs, refusing names that action.yml does not declare (they would be silently lost).

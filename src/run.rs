@@ -15,7 +15,7 @@ use crate::preflight;
 use crate::prune::Policy;
 use crate::report;
 use crate::restore_test;
-use crate::{list, prune};
+use crate::{failover, list, prune};
 use tracing::Instrument;
 
 /// Everything a mode needs from the outside world.
@@ -104,6 +104,10 @@ async fn run_mode(ctx: &RunContext) -> Result<()> {
         Mode::List => {
             let listing = list::collect(ctx, &neon).await?;
             list::report(ctx, &listing)
+        }
+        Mode::Failover => {
+            let target = failover::prepare(ctx, &neon).await?;
+            failover::report(ctx, &target)
         }
     }
 }

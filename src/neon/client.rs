@@ -430,6 +430,17 @@ impl NeonClient {
         Ok(Secret::new(parsed.uri))
     }
 
+    /// Gives `branch_id` a read-write compute and waits until it has started.
+    pub async fn create_endpoint(&self, branch_id: &str) -> Result<Endpoint, NeonError> {
+        let call = format!("create a read-write compute for branch {branch_id}");
+        let body = serde_json::json!({"endpoint": {"branch_id": branch_id, "type": "read_write"}});
+        let request = Request::with(Method::POST, self.project_path("/endpoints"), Some(body));
+        let reply = self.execute(&call, request).await?;
+        let created: CreatedEndpointResponse = decode(&call, &reply)?;
+        self.wait_for_operations(&created.operations).await?;
+        Ok(created.endpoint)
+    }
+
     pub async fn suspend_endpoint(&self, endpoint_id: &str) -> Result<(), NeonError> {
         let call = format!("suspend endpoint {endpoint_id}");
         let request = Request::with(

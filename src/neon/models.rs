@@ -269,6 +269,13 @@ pub(crate) struct EndpointOperationsResponse {
 }
 
 #[derive(Deserialize)]
+pub(crate) struct CreatedEndpointResponse {
+    pub endpoint: Endpoint,
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Deserialize)]
 pub(crate) struct DatabasesResponse {
     pub databases: Vec<Database>,
 }

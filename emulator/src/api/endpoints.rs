@@ -94,3 +94,112 @@ pub(crate) async fn start(
 ) -> ApiResult {
     transition(app, project_id, endpoint_id, fault, false).await
 }
+
+/// `POST /projects/{p}/endpoints`: a read-write compute for a branch that has none (one per branch, as on
+/// Neon: a second is 409). Read-only endpoints are not emulated (400).
+pub(crate) async fn create(
+    State(app): State<Shared>,
+    Path(project_id): Path<String>,
+    Extension(fault): Extension<OpFault>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let req = crate::api::json_body(&body)?;
+    let spec = req
+        .get("endpoint")
+        .ok_or_else(|| ApiError::bad_request("invalid request: endpoint is required"))?;
+    let branch_id = spec
+        .get("branch_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ApiError::bad_request("invalid request: endpoint.branch_id is required"))?
+        .to_string();
+    match spec.get("type").and_then(|v| v.as_str()) {
+        Some("read_write") => {}
+        Some("read_only") => {
+            return Err(ApiError::bad_request(
+                "read-only endpoints are not supported by the emulator",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid request: endpoint.type must be read_write or read_only",
+            ))
+        }
+    }
+    let _gate = app.gate.lock().await;
+    let now = Utc::now();
+    {
+        let st = app.state();
+        if st.branch(&branch_id).is_none() {
+            return Err(ApiError::not_found(format!("branch {branch_id} not found")));
+        }
+        if st.endpoints_of(&branch_id).next().is_some() {
+            return Err(ApiError::conflict(
+                "read_write endpoint already exists for this branch",
+            ));
+        }
+    }
+    app.check_unlocked(now)?;
+    let mut st = app.state();
+    let id = crate::ids::endpoint_id();
+    let op = Operation::new(
+        "start_compute",
+        Some(&branch_id),
+        Some(&id),
+        now,
+        false,
+        fault.0,
+    );
+    let endpoint = crate::model::Endpoint {
+        id,
+        branch_id,
+        created_at: now,
+        updated_at: now,
+        suspended_at: None,
+        started_at: now,
+        start_ops: vec![op.id.clone()],
+    };
+    st.operations.push(op.clone());
+    st.endpoints.push(endpoint.clone());
+    ok(
+        StatusCode::CREATED,
+        json!({ "endpoint": st.endpoint_json(&endpoint, now), "operations": [st.operation_json(&op, now)] }),
+    )
+}
+
+/// `DELETE /projects/{p}/endpoints/{e}`: the branch keeps its data and loses its compute.
+pub(crate) async fn delete(
+    State(app): State<Shared>,
+    Path((project_id, endpoint_id)): Path<(String, String)>,
+    Extension(fault): Extension<OpFault>,
+) -> ApiResult {
+    app.check_project(&project_id)?;
+    let _gate = app.gate.lock().await;
+    let now = Utc::now();
+    if !app.state().endpoints.iter().any(|e| e.id == endpoint_id) {
+        return Err(endpoint_not_found(&endpoint_id));
+    }
+    app.check_unlocked(now)?;
+    let mut st = app.state();
+    let at = st
+        .endpoints
+        .iter()
+        .position(|e| e.id == endpoint_id)
+        .expect("checked above");
+    let e = st.endpoints.remove(at);
+    let op = Operation::new(
+        "suspend_compute",
+        Some(&e.branch_id),
+        Some(&e.id),
+        now,
+        false,
+        fault.0,
+    );
+    st.operations.push(op.clone());
+    let mut shown = st.endpoint_json(&e, now);
+    shown["current_state"] = json!("idle");
+    ok(
+        StatusCode::OK,
+        json!({ "endpoint": shown, "operations": [st.operation_json(&op, now)] }),
+    )
+}

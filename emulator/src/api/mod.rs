@@ -78,9 +78,10 @@ pub(crate) fn router(app: Shared) -> Router {
             &format!("{p}/branches/{{branch_id}}/roles/{{role_name}}/reveal_password"),
             get(branches::reveal_password),
         )
+        .route(&format!("{p}/endpoints"), post(endpoints::create))
         .route(
             &format!("{p}/endpoints/{{endpoint_id}}"),
-            get(endpoints::get_one),
+            get(endpoints::get_one).delete(endpoints::delete),
         )
         .route(
             &format!("{p}/endpoints/{{endpoint_id}}/suspend"),
