@@ -508,6 +508,7 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
             ("rows", m.total_rows().to_string()),
             ("bytes", outcome.pipeline.bytes.to_string()),
             ("sha256", outcome.pipeline.sha256.clone()),
+            ("source-bytes", source_bytes(outcome).to_string()),
             (
                 "duration-seconds",
                 format!("{:.1}", outcome.duration.as_secs_f64()),
@@ -542,12 +543,13 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .collect();
     let mut summary = format!(
         "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data).\n\n\
-         | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n\n",
+         | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n| read from the source | {} |\n\n",
         outcome.branch_name,
         outcome.pipeline.bytes,
         outcome.pipeline.sha256,
         outcome.duration.as_secs_f64(),
-        m.source_server_version
+        m.source_server_version,
+        egress_projection(source_bytes(outcome))
     );
     summary.push_str(&report::markdown_table(
         &["schema", "tables", "rows", "tables without data"],
@@ -567,9 +569,43 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     Ok(())
 }
 
+/// What this run read from the source: the schema archive and the data stream (the manifest's digests
+/// are computed on the source and add next to nothing). Through Supabase's pooler this is egress.
+fn source_bytes(outcome: &BackupOutcome) -> u64 {
+    outcome.pipeline.bytes + outcome.pipeline.schema_bytes
+}
+
+/// Supabase's free plan includes 5 GB of egress a month, the pooler's traffic counted.
+const FREE_PLAN_EGRESS_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// "124 MB; a backup every day reads about 3.6 GB a month (73 % of the free plan's 5 GB of egress)".
+fn egress_projection(bytes: u64) -> String {
+    let month = bytes * 30;
+    format!(
+        "{} MB; a backup every day reads about {:.1} GB a month ({} % of Supabase's free 5 GB of egress)",
+        bytes.div_ceil(1024 * 1024),
+        month as f64 / (1024.0 * 1024.0 * 1024.0),
+        month * 100 / FREE_PLAN_EGRESS_BYTES
+    )
+}
+
 fn output_failure(e: std::io::Error) -> Error {
     Failure::new("cannot write the step outputs or summary")
         .impact("the backup itself is complete and verified")
         .cause(e)
         .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_is_projected_over_a_month_of_daily_backups() {
+        let text = egress_projection(124 * 1024 * 1024);
+        assert!(
+            text.starts_with("124 MB; a backup every day reads about 3.6 GB a month (72 %"),
+            "{text}"
+        );
+    }
 }

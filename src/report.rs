@@ -12,6 +12,7 @@ pub const OUTPUTS: &[&str] = &[
     "rows",
     "bytes",
     "sha256",
+    "source-bytes",
     "duration-seconds",
     "tested-backup",
     "backup-age-seconds",

@@ -40,6 +40,17 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
         let rows: i64 = run.output("rows").unwrap().parse().unwrap();
         assert!(rows > 1000, "rows {rows}");
         assert_eq!(run.output("sha256").unwrap().len(), 64);
+        let streamed: u64 = run.output("bytes").unwrap().parse().unwrap();
+        let read: u64 = run.output("source-bytes").unwrap().parse().unwrap();
+        assert!(
+            read > streamed,
+            "the schema archive counts too: {read} vs {streamed}"
+        );
+        assert!(
+            run.summary.contains("of Supabase's free 5 GB of egress"),
+            "{}",
+            run.summary
+        );
         assert!(run.summary.contains("| public |"), "{}", run.summary);
 
         // The branch holds the data, the RLS policies, and the manifest.
