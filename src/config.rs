@@ -44,6 +44,7 @@ pub const SETTINGS: &[SettingDef] = &[
     SettingDef { input: "prune-after-backup", env: "SUPANEON_PRUNE_AFTER_BACKUP", description: "Prune old backups after a successful backup.", default: "true" },
     SettingDef { input: "verify", env: "SUPANEON_VERIFY", description: "Verification of a backup against the source: full (row counts and checksums) or counts.", default: "full" },
     SettingDef { input: "backup-branch", env: "SUPANEON_BACKUP_BRANCH", description: "restore-test, failover: the backup branch to test or fail over to; default: the newest complete backup.", default: "" },
+    SettingDef { input: "max-backup-age-hours", env: "SUPANEON_MAX_BACKUP_AGE_HOURS", description: "restore-test: fail when the newest complete backup is older than this many hours (a stopped schedule turns the workflow red).", default: "26" },
     SettingDef { input: "restore-test-expiry-hours", env: "SUPANEON_RESTORE_TEST_EXPIRY_HOURS", description: "restore-test: hours after which Neon deletes a kept (failed) test branch.", default: "72" },
     SettingDef { input: "dry-run", env: "SUPANEON_DRY_RUN", description: "prune: print the plan, delete nothing.", default: "false" },
     SettingDef { input: "config-file", env: "SUPANEON_CONFIG_FILE", description: "Path to an optional YAML file with schemas, tables, retention tiers and health checks.", default: "" },
@@ -71,6 +72,7 @@ pub struct ActionInputs {
     pub verify: String,
     pub backup_branch: String,
     pub restore_test_expiry_hours: String,
+    pub max_backup_age_hours: String,
     pub dry_run: String,
     pub config_file: String,
     pub pg_bin_dir: String,
@@ -113,7 +115,7 @@ impl ActionInputs {
             .collect()
     }
 
-    fn pairs(&self) -> [(&'static str, &str); 16] {
+    fn pairs(&self) -> [(&'static str, &str); 17] {
         [
             ("mode", &self.mode),
             ("supabase-database-url", &self.supabase_database_url),
@@ -128,6 +130,7 @@ impl ActionInputs {
             ("verify", &self.verify),
             ("backup-branch", &self.backup_branch),
             ("restore-test-expiry-hours", &self.restore_test_expiry_hours),
+            ("max-backup-age-hours", &self.max_backup_age_hours),
             ("dry-run", &self.dry_run),
             ("config-file", &self.config_file),
             ("pg-bin-dir", &self.pg_bin_dir),
@@ -372,6 +375,8 @@ pub struct Config {
     pub verify: VerifyLevel,
     pub backup_branch: Option<String>,
     pub restore_test_expiry_hours: u32,
+    /// restore-test fails when the newest complete backup is older than this.
+    pub max_backup_age_hours: u32,
     pub dry_run: bool,
     pub health_checks: Vec<HealthCheck>,
     pub config_file: Option<PathBuf>,
@@ -422,6 +427,7 @@ pub fn validate(
     let prune_after_backup = v.boolean("prune-after-backup");
     let verify = v.verify_level();
     let expiry = v.number("restore-test-expiry-hours", 1, 30 * 24);
+    let max_age = v.number("max-backup-age-hours", 1, 365 * 24);
     let dry_run = v.boolean("dry-run");
     let stall_timeout = match raw.stall_timeout.as_deref().map(str::parse::<u64>) {
         None => Some(DEFAULT_STALL_TIMEOUT_SECONDS),
@@ -457,6 +463,7 @@ pub fn validate(
             Some(prune_after_backup),
             Some(verify),
             Some(expiry),
+            Some(max_age),
             Some(dry_run),
             Some(stall_timeout),
         ) = (
@@ -465,6 +472,7 @@ pub fn validate(
             prune_after_backup,
             verify,
             expiry,
+            max_age,
             dry_run,
             stall_timeout,
         )
@@ -507,6 +515,7 @@ pub fn validate(
             verify,
             backup_branch,
             restore_test_expiry_hours: expiry,
+            max_backup_age_hours: max_age,
             dry_run,
             health_checks: file.health_checks,
             config_file: raw.get("config-file").map(|f| PathBuf::from(&f.value)),
@@ -1135,6 +1144,10 @@ impl Config {
         lines.push((
             "restore-test-expiry-hours".into(),
             self.restore_test_expiry_hours.to_string(),
+        ));
+        lines.push((
+            "max-backup-age-hours".into(),
+            self.max_backup_age_hours.to_string(),
         ));
         if self.mode == Mode::Prune {
             lines.push(("dry-run".into(), self.dry_run.to_string()));

@@ -99,6 +99,7 @@ pub async fn run(
     let reported = report(ctx, &outcome);
     if outcome.passed() {
         reported?;
+        stale_check(ctx, &outcome)?;
         return Ok(outcome);
     }
     if let Err(e) = reported {
@@ -216,6 +217,25 @@ fn choose_backup<'a>(
             .into())
         }
     }
+}
+
+/// The newest backup restored, but it is older than `max-backup-age-hours`: backups have stopped (a failed
+/// schedule, or GitHub disabling the scheduled workflow), and the recovery point drifts further every day.
+/// Only the newest backup is judged; one chosen by name may be as old as it is.
+fn stale_check(ctx: &RunContext, outcome: &RestoreOutcome) -> Result<()> {
+    let limit = Duration::from_secs(u64::from(ctx.config.max_backup_age_hours) * 3600);
+    if ctx.config.backup_branch.is_some() || outcome.backup_age <= limit {
+        return Ok(());
+    }
+    Err(Failure::new(format!(
+        "the newest complete backup, {}, restores, but it is {} h old, more than max-backup-age-hours ({})",
+        outcome.tested_backup,
+        outcome.backup_age.as_secs() / 3600,
+        ctx.config.max_backup_age_hours
+    ))
+    .impact("a failover now would lose everything written since that backup was taken")
+    .hint("check that the scheduled backup workflow still runs and succeeds: GitHub disables scheduled workflows of public repositories after 60 days without activity (re-enable it in the Actions tab), and a failing backup leaves the newest backup where it was")
+    .into())
 }
 
 async fn test_backup(
