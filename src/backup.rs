@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 use crate::branch_conn;
 use crate::branches::{self, PendingBranch};
 use crate::config::VerifyLevel;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{CreateBranch, NeonClient};
 use crate::pg::conn;
@@ -24,7 +25,6 @@ use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
 use crate::pg::{inspect, prepare};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
-use crate::run::RunContext;
 use crate::{budget, ownership};
 
 /// What a finished backup reports.

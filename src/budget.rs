@@ -10,13 +10,13 @@ use std::fmt;
 
 use crate::actions::one_line;
 use crate::branches::BranchKind;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{
     BranchInfo, CreateBranch, CreatedBranch, Deleted, NeonClient, NeonError, Project,
 };
 use crate::ownership::Scope;
 use crate::prune::{self, Plan, Policy, Reason};
-use crate::run::RunContext;
 
 /// What holds a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 
 use crate::branch_conn::{self, BranchConnError};
 use crate::branches::BranchKind;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, EndpointType, NeonClient};
 use crate::pg::{conn, inspect};
 use crate::preflight::APP_NAME;
 use crate::report;
-use crate::run::RunContext;
 use crate::secret::Secret;
 
 const NOTHING_CHANGED: &str = "nothing was changed; your application still points where it did";

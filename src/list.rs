@@ -26,13 +26,13 @@ use serde::Serialize;
 use crate::actions::one_line;
 use crate::branch_conn;
 use crate::branches::BranchKind;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, NeonClient};
 use crate::pg::conn;
 use crate::pg::inspect;
 use crate::preflight::APP_NAME;
 use crate::report;
-use crate::run::RunContext;
 use crate::secret::redact;
 
 /// The version of the JSON shape.

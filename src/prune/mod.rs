@@ -10,12 +10,12 @@ mod plan;
 pub use plan::{plan, Plan, Policy, Reason};
 
 use crate::actions::one_line;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::BranchInfo;
 use crate::neon::{Deleted, NeonClient};
 use crate::pg::pipeline::CancelSignal;
 use crate::report;
-use crate::run::RunContext;
 
 // ------------------------------------------------------------------------------------------ execution
 

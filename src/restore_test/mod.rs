@@ -12,12 +12,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::branch_conn;
 use crate::branches::{self, BranchKind, PendingBranch};
 use crate::budget;
+use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, CreateBranch, NeonClient};
 use crate::ownership::{self, Scope};
 use crate::pg::pipeline::{self, CancelSignal};
 use crate::report;
-use crate::run::RunContext;
 
 mod checks;
 
