@@ -35,6 +35,8 @@ pub struct BackupOutcome {
     pub pipeline: PipelineReport,
     pub duration: Duration,
     pub notes: Vec<String>,
+    /// What the source holds that this backup does not, and why: one line per schema or object.
+    pub not_backed_up: Vec<String>,
 }
 
 /// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
@@ -155,8 +157,9 @@ async fn take_backup(
     let selection = content::select(snapshot.client(), &config.content)
         .await
         .map_err(|e| source_query(e, "choosing the schemas"))?;
-    for (schema, why) in &selection.skipped_schemas {
-        tracing::info!(schema = %schema, reason = why, "schema not dumped");
+    let not_backed_up = not_backed_up(&selection);
+    for line in &not_backed_up {
+        tracing::info!("not backed up: {line}");
     }
     tracing::info!(schemas = %selection.schemas.join(", "), "dumping");
     let opts = DumpOptions {
@@ -308,7 +311,24 @@ async fn take_backup(
         pipeline: piped,
         duration: started.elapsed(),
         notes,
+        not_backed_up,
     })
+}
+
+/// The report's lines for what the selection leaves out: each skipped schema, then each object in
+/// them a user may miss, by name.
+pub fn not_backed_up(selection: &Selection) -> Vec<String> {
+    selection
+        .skipped_schemas
+        .iter()
+        .map(|(schema, why)| format!("schema {schema}: {why}"))
+        .chain(
+            selection
+                .omitted
+                .iter()
+                .map(|(object, why)| format!("{object}: {why}")),
+        )
+        .collect()
 }
 
 /// Indexes from this size on the source (8 MiB) are built while other tables stream; smaller ones
@@ -433,6 +453,9 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     for note in &harmless {
         ctx.actions.info(&format!("note: {note}"));
     }
+    for line in &outcome.not_backed_up {
+        ctx.actions.info(&format!("not backed up: {line}"));
+    }
     report::write_outputs(
         &ctx.actions,
         &[
@@ -494,6 +517,12 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         summary.push_str("\n**Notes**\n\n");
         for n in outcome.notes.iter().chain(&harmless) {
             summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
+        }
+    }
+    if !outcome.not_backed_up.is_empty() {
+        summary.push_str("\n**Not backed up**\n\n");
+        for line in &outcome.not_backed_up {
+            summary.push_str(&format!("- {}\n", line.replace('\n', " ")));
         }
     }
     ctx.actions

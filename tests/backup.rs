@@ -74,3 +74,62 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
         );
     }
 }
+
+/// What a user adds to the Supabase-shaped source that earlier versions lost without a word.
+const USER_CONTENT_SQL: &str = r#"
+SET ROLE postgres;
+CREATE SCHEMA etl;
+CREATE TABLE etl.imports (id int PRIMARY KEY, payload text);
+INSERT INTO etl.imports SELECT g, 'row ' || g FROM generate_series(1, 123) g;
+CREATE SCHEMA pgmq;
+CREATE TABLE pgmq.q_orders (msg_id bigint PRIMARY KEY, message jsonb);
+INSERT INTO pgmq.q_orders VALUES (1, '{"order": 1}'), (2, '{"order": 2}');
+RESET ROLE;
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_the_user_created_is_lost_silently() {
+    for major in test_majors() {
+        let world = World::start(major).await;
+        world.source.psql("postgres", USER_CONTENT_SQL);
+        let run = world.cli().run(&["backup-run"]);
+        assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
+        run.assert_never_shows(SOURCE_PASSWORD);
+        run.assert_never_shows(API_KEY);
+        let name = run.output("backup-branch").expect("backup-branch output");
+
+        // User schemas with platform names are backed up.
+        assert_eq!(
+            world
+                .psql_branch(&name, "SELECT count(*) FROM etl.imports")
+                .trim(),
+            "123",
+            "PG {major}"
+        );
+        assert_eq!(
+            world
+                .psql_branch(&name, "SELECT count(*) FROM pgmq.q_orders")
+                .trim(),
+            "2",
+            "PG {major}"
+        );
+        // What is not backed up is named, with the reason, in the run's output and the summary.
+        for line in [
+            "vault.secrets: encrypted with a key that exists only on the Supabase server",
+            "cron.job: pg_cron's scheduled jobs",
+            "schema realtime: Supabase platform schema",
+        ] {
+            assert!(
+                run.stdout.contains(line),
+                "PG {major}: {line}\n{}",
+                run.describe()
+            );
+            assert!(
+                run.summary.contains(line),
+                "PG {major}: {line}\n{}",
+                run.summary
+            );
+        }
+        assert!(run.summary.contains("**Not backed up**"), "{}", run.summary);
+    }
+}
