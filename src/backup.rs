@@ -21,7 +21,7 @@ use crate::pg::conn;
 use crate::pg::content::{self, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
-use crate::pg::{inspect, prepare};
+use crate::pg::{inspect, large_objects, prepare};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::run::RunContext;
@@ -162,6 +162,9 @@ async fn take_backup(
         tracing::info!("not backed up: {line}");
     }
     tracing::info!(schemas = %selection.schemas.join(", "), "dumping");
+    let lo_owners = large_objects::foreign_owners(snapshot.client())
+        .await
+        .map_err(|e| source_query(e, "listing the owners of the large objects"))?;
     let opts = DumpOptions {
         schemas: selection.schemas.clone(),
         exclude_tables: selection.exclude_tables.clone(),
@@ -270,6 +273,7 @@ async fn take_backup(
     // The snapshot had to outlive every pg_dump and the manifest's import; now it may end.
     drop(snapshot.finish().await);
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
+    notes.extend(large_objects::restore_owners(&target, &lo_owners).await);
     drop(group);
 
     // 6. Verify the branch against the manifest (the tables were read above; materialized views and

@@ -359,6 +359,7 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
     let mut missing_schemas = BTreeSet::new();
     let mut by_kind: BTreeMap<&str, &Mismatch> = BTreeMap::new();
     let mut extra = Vec::new();
+    let mut large_objects = Vec::new();
     for m in &mismatches {
         match m {
             Mismatch::MissingSchema(s) => {
@@ -375,6 +376,7 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
             Mismatch::ObjectCount { kind, .. } => {
                 by_kind.insert(kind, m);
             }
+            Mismatch::LargeObjects { detail } => large_objects.push(detail.clone()),
         }
     }
 
@@ -417,6 +419,16 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
         checks.push(match by_kind.get(kind) {
             Some(m) => Check::fail(kind, without_subject(m, kind)),
             None => Check::pass(kind, format!("{count}, as in the manifest")),
+        });
+    }
+    if let Some(lo) = &expected.large_objects {
+        checks.push(if large_objects.is_empty() {
+            Check::pass(
+                "large objects",
+                format!("{}, content and owners as in the manifest", lo.count),
+            )
+        } else {
+            Check::fail("large objects", large_objects.join("; "))
         });
     }
     checks
@@ -669,6 +681,7 @@ mod tests {
                 policies,
                 ..ObjectCounts::default()
             },
+            large_objects: None,
         }
     }
 

@@ -84,6 +84,12 @@ INSERT INTO etl.imports SELECT g, 'row ' || g FROM generate_series(1, 123) g;
 CREATE SCHEMA pgmq;
 CREATE TABLE pgmq.q_orders (msg_id bigint PRIMARY KEY, message jsonb);
 INSERT INTO pgmq.q_orders VALUES (1, '{"order": 1}'), (2, '{"order": 2}');
+CREATE TABLE public.documents (id int PRIMARY KEY, body oid);
+INSERT INTO public.documents VALUES (1, lo_from_bytea(0, 'first document')),
+                                    (2, lo_from_bytea(0, 'second document'));
+SELECT lo_from_bytea(0, 'an object the API role owns') \gset
+ALTER LARGE OBJECT :lo_from_bytea OWNER TO authenticated;
+INSERT INTO public.documents VALUES (3, :lo_from_bytea);
 RESET ROLE;
 "#;
 
@@ -113,6 +119,24 @@ async fn nothing_the_user_created_is_lost_silently() {
             "2",
             "PG {major}"
         );
+        // Large objects arrive with their data and owners, under the OIDs the table points at.
+        assert_eq!(
+            world
+                .psql_branch(
+                    &name,
+                    "SELECT string_agg(convert_from(lo_get(d.body), 'UTF8') || '/' || \
+                            (m.lomowner::regrole::text = 'authenticated')::text, ',' ORDER BY d.id) \
+                       FROM public.documents d JOIN pg_largeobject_metadata m ON m.oid = d.body"
+                )
+                .trim(),
+            "first document/false,second document/false,an object the API role owns/true",
+            "PG {major}"
+        );
+        let manifest = world.psql_branch(
+            &name,
+            "SELECT manifest->'large_objects'->>'count' FROM supaneon_sync.backup_manifest",
+        );
+        assert_eq!(manifest.trim(), "3", "PG {major}");
         // What is not backed up is named, with the reason, in the run's output and the summary.
         for line in [
             "vault.secrets: encrypted with a key that exists only on the Supabase server",

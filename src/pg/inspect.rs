@@ -399,6 +399,7 @@ async fn manifest_in_transaction(
         }
     }
     read_fingerprints(workers, &mut tables).await?;
+    let large_objects = Some(crate::pg::large_objects::fingerprint(catalog).await?);
     Ok(Manifest {
         format: MANIFEST_FORMAT,
         taken_at: Utc::now(),
@@ -406,6 +407,7 @@ async fn manifest_in_transaction(
         schemas,
         tables: tables.into_iter().map(|(fp, _)| fp).collect(),
         objects,
+        large_objects,
     })
 }
 

@@ -10,9 +10,12 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::pg::large_objects::LargeObjects;
+
 /// The manifest format this build writes. Format 1 (no `checksum_method`: every checksum over the
-/// rows' text) is still read.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// rows' text) and format 2 (no large objects nor definition fingerprints) are still read; what an
+/// older manifest did not record is not compared.
+pub const MANIFEST_FORMAT: u32 = 3;
 /// The oldest manifest format this build reads.
 pub const OLDEST_MANIFEST_FORMAT: u32 = 1;
 
@@ -27,6 +30,9 @@ pub struct Manifest {
     /// Every table and materialized view in those schemas, sorted by (schema, name).
     pub tables: Vec<TableFingerprint>,
     pub objects: ObjectCounts,
+    /// Format 3: the large objects (absent from older manifests, then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjects>,
 }
 
 /// Whether a fingerprinted relation holds its own data or is recomputed by the restore.
@@ -144,6 +150,10 @@ pub enum Mismatch {
         expected: i64,
         actual: i64,
     },
+    /// The large objects differ: `detail` says how.
+    LargeObjects {
+        detail: String,
+    },
 }
 
 impl Mismatch {
@@ -180,6 +190,7 @@ impl fmt::Display for Mismatch {
             Mismatch::ObjectCount { kind, expected, actual } => {
                 write!(f, "{kind}: {actual}, expected {expected}")
             }
+            Mismatch::LargeObjects { detail } => write!(f, "large objects: {detail}"),
         }
     }
 }
@@ -255,6 +266,10 @@ impl Manifest {
                 });
             }
         }
+        if let Some(expected) = &self.large_objects {
+            let actual = actual.large_objects.clone().unwrap_or_default();
+            compare_large_objects(expected, &actual, &mut out);
+        }
         out
     }
 
@@ -272,6 +287,31 @@ impl Manifest {
         self.tables
             .iter()
             .find(|t| t.schema == schema && t.name == name)
+    }
+}
+
+fn compare_large_objects(expected: &LargeObjects, actual: &LargeObjects, out: &mut Vec<Mismatch>) {
+    if expected.count != actual.count {
+        out.push(Mismatch::LargeObjects {
+            detail: format!("{}, expected {}", actual.count, expected.count),
+        });
+    } else if expected.checksum != actual.checksum {
+        out.push(Mismatch::LargeObjects {
+            detail: "same number but different content (checksum differs)".into(),
+        });
+    }
+    let roles: std::collections::BTreeSet<&String> =
+        expected.owners.keys().chain(actual.owners.keys()).collect();
+    for role in roles {
+        let (e, a) = (
+            expected.owners.get(role).copied().unwrap_or(0),
+            actual.owners.get(role).copied().unwrap_or(0),
+        );
+        if e != a {
+            out.push(Mismatch::LargeObjects {
+                detail: format!("{a} owned by {role}, expected {e}"),
+            });
+        }
     }
 }
 
@@ -302,6 +342,7 @@ mod tests {
                 policies: 3,
                 ..Default::default()
             },
+            large_objects: Some(LargeObjects::default()),
         }
     }
 
@@ -368,6 +409,48 @@ mod tests {
             manifest(vec![table("a", 5, "1"), ledger, mv]).total_rows(),
             5
         );
+    }
+
+    #[test]
+    fn large_objects_are_compared_by_count_content_and_owner() {
+        let mut expected = manifest(vec![]);
+        expected.large_objects = Some(LargeObjects {
+            count: 2,
+            checksum: "7".into(),
+            owners: [
+                ("anon".to_string(), 1),
+                ("(the backup's role)".to_string(), 1),
+            ]
+            .into(),
+        });
+        let mut actual = expected.clone();
+        assert!(expected.compare(&actual).is_empty());
+        let lo = actual.large_objects.as_mut().unwrap();
+        lo.checksum = "8".into();
+        lo.owners = [("(the backup's role)".to_string(), 2)].into();
+        let found: Vec<String> = expected
+            .compare(&actual)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "large objects: same number but different content (checksum differs)",
+                "large objects: 2 owned by (the backup's role), expected 1",
+                "large objects: 0 owned by anon, expected 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_format_2_manifest_is_read_and_its_missing_parts_are_not_compared() {
+        let json = r#"{"format": 2, "taken_at": "2026-11-28T02:00:03Z", "source_server_version": "15.8",
+            "schemas": ["public"], "tables": [], "objects": {"policies": 3, "functions": 0, "triggers": 0,
+            "views": 0, "materialized_views": 0, "sequences": 0, "indexes": 0, "constraints": 0}}"#;
+        let old: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(old.large_objects, None);
+        assert!(old.compare(&manifest(vec![])).is_empty());
     }
 
     #[test]

@@ -279,6 +279,11 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
     .chain(sections.iter().copied())
     .map(String::from)
     .collect();
+    if part == Part::PreDataAndData {
+        // Under --schema pg_dump leaves large objects out unless asked (`-b`, spelt the same by 15 and
+        // 17). Only the stream carries them: the schema archive is restored for post-data alone.
+        args.push("-b".into());
+    }
     if let Some(snapshot) = &opts.snapshot {
         args.push(format!("--snapshot={snapshot}"));
     }

@@ -2,7 +2,8 @@
 //! `--no-owner --no-acl` dump does not create (supabase-notes §4, §6).
 //!
 //! - Roles that the dumped policies name (`TO authenticated`, …): a policy restore fails without
-//!   them. Created `NOLOGIN`, nothing else: we never create or alter a login role or a superuser.
+//!   them; and the roles owning large objects, which get them back after the restore. Created
+//!   `NOLOGIN`, nothing else: we never create or alter a login role or a superuser.
 //! - The source's extensions, in the same schema, when the target offers them: tables use their
 //!   types, defaults and operator classes (`extensions.uuid_generate_v4()`, `gin_trgm_ops`).
 //!
@@ -127,8 +128,8 @@ fn plan_extensions(
     plan
 }
 
-/// Roles the dumped policies name (PUBLIC and predefined `pg_*` roles left out) plus the source's
-/// Supabase API roles, sorted.
+/// Roles the dumped policies name (PUBLIC and predefined `pg_*` roles left out), the source's
+/// Supabase API roles, and the roles owning large objects (but the dumping one), sorted.
 async fn roles_needed(
     source: &impl GenericClient,
     selection: &Selection,
@@ -143,6 +144,10 @@ async fn roles_needed(
              WHERE n.nspname = ANY($1::text[]) \
              UNION \
              SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($2::text[]) \
+             UNION \
+             SELECT pg_catalog.pg_get_userbyid(m.lomowner)::text \
+               FROM pg_catalog.pg_largeobject_metadata m \
+              WHERE m.lomowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
              ORDER BY 1",
             &[&selection.schemas, &API_ROLES],
         )
