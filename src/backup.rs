@@ -21,7 +21,7 @@ use crate::pg::conn;
 use crate::pg::content::{self, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
-use crate::pg::{inspect, large_objects, prepare};
+use crate::pg::{inspect, large_objects, prepare, settings};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::run::RunContext;
@@ -183,6 +183,23 @@ async fn take_backup(
         )
     })?;
     let schema = schema.map_err(|e| restore_failure("the schema could not be dumped", e))?;
+    let source_settings = settings::source_settings(snapshot.client(), &prepared.roles)
+        .await
+        .map_err(|e| source_query(e, "reading the database and role settings"))?;
+    let dumping_role: String = snapshot
+        .client()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(|e| {
+            source_query(
+                inspect::InspectError::Query {
+                    what: "reading the dumping role".into(),
+                    source: e,
+                },
+                "reading the dumping role",
+            )
+        })?
+        .get(0);
     let mut notes = Vec::new();
     for ext in &prepared.extensions_unavailable {
         notes.push(format!(
@@ -274,6 +291,35 @@ async fn take_backup(
     drop(snapshot.finish().await);
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     notes.extend(large_objects::restore_owners(&target, &lo_owners).await);
+    let mut piped = piped;
+    let privileges = pipeline::privileges::statements(&pg_tools, &schema, cancel.clone())
+        .await
+        .map_err(|e| {
+            restore_failure(
+                "the privileges could not be read from the schema archive",
+                e,
+            )
+        })?;
+    let granted = pipeline::privileges::apply(&target, &privileges, &dumping_role).await;
+    tracing::info!(statements = granted.applied, "privileges restored");
+    if !granted.fatal.is_empty() {
+        return Err(restore_failure(
+            "the privileges (GRANT, REVOKE, default privileges) could not be restored into the branch",
+            pipeline::PipelineError::Restore {
+                errors: granted.fatal,
+                status: "privilege statements failed".into(),
+                stderr_tail: Vec::new(),
+            },
+        ));
+    }
+    piped.benign.extend(granted.benign);
+    notes.extend(
+        settings::apply(&target, &source_settings)
+            .await
+            .map_err(|e| {
+                target_failure("carrying the database and role settings over failed", e)
+            })?,
+    );
     drop(group);
 
     // 6. Verify the branch against the manifest (the tables were read above; materialized views and

@@ -90,8 +90,25 @@ INSERT INTO public.documents VALUES (1, lo_from_bytea(0, 'first document')),
 SELECT lo_from_bytea(0, 'an object the API role owns') \gset
 ALTER LARGE OBJECT :lo_from_bytea OWNER TO authenticated;
 INSERT INTO public.documents VALUES (3, :lo_from_bytea);
+CREATE TABLE public.products (id int PRIMARY KEY, name text);
+INSERT INTO public.products VALUES (1, 'tea'), (2, 'coffee');
+ALTER TABLE public.products ENABLE ROW LEVEL SECURITY;
+CREATE POLICY "signed in can read" ON public.products FOR SELECT TO authenticated USING (true);
+CREATE TABLE public.internal_notes (id int);
+REVOKE ALL ON public.internal_notes FROM anon, authenticated;
 RESET ROLE;
+ALTER DATABASE postgres SET app.settings.api_url = 'https://api.example.invalid';
+ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '45s';
+ALTER DATABASE postgres SET app.settings.jwt_secret = 'jwt-Secret-4e1f-distinctive';
 "#;
+
+/// The same query on the source and the branch, as the superuser of each.
+fn both(world: &World, branch: &str, sql: &str) -> (String, String) {
+    (
+        world.source.psql("postgres", sql).trim().to_string(),
+        world.psql_branch(branch, sql).trim().to_string(),
+    )
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_the_user_created_is_lost_silently() {
@@ -102,7 +119,73 @@ async fn nothing_the_user_created_is_lost_silently() {
         assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
         run.assert_never_shows(SOURCE_PASSWORD);
         run.assert_never_shows(API_KEY);
+        run.assert_never_shows("jwt-Secret-4e1f-distinctive");
         let name = run.output("backup-branch").expect("backup-branch output");
+
+        // Grants and default privileges: the API roles read what they read on the source.
+        for sql in [
+            "SET ROLE authenticated; SELECT string_agg(name, ',' ORDER BY id) FROM public.products",
+            "SELECT has_table_privilege('anon', 'public.internal_notes', 'SELECT')",
+            "SELECT has_table_privilege('authenticated', 'public.todos', 'INSERT')",
+        ] {
+            let (source, branch) = both(&world, &name, sql);
+            assert_eq!(source, branch, "PG {major}: {sql}");
+        }
+        assert_eq!(
+            both(
+                &world,
+                &name,
+                "SET ROLE authenticated; SELECT count(*) FROM public.products"
+            )
+            .1,
+            "2"
+        );
+        let defaults = world.psql_branch(
+            &name,
+            "SELECT count(*) FROM pg_default_acl WHERE defaclnamespace = 'public'::regnamespace",
+        );
+        assert_eq!(
+            defaults.trim(),
+            "3",
+            "PG {major}: tables, sequences, functions"
+        );
+        // Database and role settings are carried over.
+        let db_settings = world.psql_branch(
+            &name,
+            "SELECT array_to_string(setconfig, ' ') FROM pg_db_role_setting \
+              WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        );
+        assert!(
+            db_settings.contains("idle_in_transaction_session_timeout=45s"),
+            "PG {major}: {db_settings}\n{}",
+            run.describe()
+        );
+        // Custom settings need a privilege a branch's role may lack: carried over, or reported by name.
+        for custom in ["app.settings.api_url", "app.settings.jwt_secret"] {
+            let reported = format!("database setting {custom} was not carried over to the branch");
+            assert!(
+                db_settings.contains(&format!("{custom}="))
+                    || (run.summary.contains(&reported) && run.stdout.contains(&reported)),
+                "PG {major}: {custom}: {db_settings}\n{}",
+                run.describe()
+            );
+        }
+        let role_settings = world.psql_branch(
+            &name,
+            "SELECT array_to_string(setconfig, ' ') FROM pg_db_role_setting s \
+               JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'authenticated'",
+        );
+        assert!(
+            role_settings.contains("statement_timeout=8s"),
+            "PG {major}: {role_settings}"
+        );
+        // A grant to a role the branch does not have is reported, not fatal.
+        assert!(
+            run.summary
+                .contains("role \"dashboard_user\" does not exist"),
+            "PG {major}: {}",
+            run.summary
+        );
 
         // User schemas with platform names are backed up.
         assert_eq!(

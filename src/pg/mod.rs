@@ -9,4 +9,5 @@ pub mod manifest;
 pub mod pipeline;
 pub mod prepare;
 pub mod restore_errors;
+pub mod settings;
 pub mod tools;

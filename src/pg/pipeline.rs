@@ -45,6 +45,8 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod privileges;
+
 use crate::pg::conn::ConnSpec;
 use crate::pg::restore_errors::{RestoreError, RestoreErrorParser, RestoreOutcome};
 use crate::pg::tools::PgTools;
@@ -269,7 +271,6 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
         // only burn CPU (reference/peers-and-performance.md §2.3).
         "--compress=0",
         "--no-owner",
-        "--no-privileges",
         "--no-publications",
         "--no-subscriptions",
         // Supabase labels columns for pgsodium, which the target does not have.
@@ -280,6 +281,9 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
     .map(String::from)
     .collect();
     if part == Part::PreDataAndData {
+        // The stream's restore skips privileges anyway (`privileges` restores them from the schema
+        // archive, one statement at a time).
+        args.push("--no-privileges".into());
         // Under --schema pg_dump leaves large objects out unless asked (`-b`, spelt the same by 15 and
         // 17). Only the stream carries them: the schema archive is restored for post-data alone.
         args.push("-b".into());

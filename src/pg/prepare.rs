@@ -22,6 +22,8 @@ pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrepareReport {
+    /// Every role the restore needs (created now or already there): their settings are carried over.
+    pub roles: Vec<String>,
     pub roles_created: Vec<String>,
     pub schemas_created: Vec<String>,
     pub extensions_created: Vec<String>,
@@ -40,6 +42,7 @@ pub async fn prepare_target(
     let mut report = PrepareReport::default();
     let roles = roles_needed(source, selection).await?;
     report.roles_created = create_roles(target, &roles).await?;
+    report.roles = roles;
 
     let extensions = source_extensions(source).await?;
     let available: Vec<String> = query_strings(
