@@ -21,7 +21,7 @@ use crate::pg::conn;
 use crate::pg::content::{self, Selection};
 use crate::pg::manifest::{Manifest, Mismatch};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
-use crate::pg::{inspect, large_objects, prepare, settings};
+use crate::pg::{exclusions, inspect, large_objects, prepare, settings};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::run::RunContext;
@@ -94,6 +94,7 @@ async fn take_backup(
         ..
     } = answered;
     tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
+    check_exclusions(&source, config).await?;
     preflight::project_for(neon, major).await?;
     let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;
     drop(group);
@@ -363,6 +364,38 @@ async fn take_backup(
         notes,
         not_backed_up,
     })
+}
+
+/// Fails, before anything is created, when the configured exclusions would leave a view or a foreign
+/// key without the table it needs: the restore would otherwise fail half-way on it.
+async fn check_exclusions(source: &Client, config: &crate::config::Config) -> Result<()> {
+    let content = &config.content;
+    if content.exclude_tables.is_empty() && content.exclude_table_data.is_empty() {
+        return Ok(());
+    }
+    let planned = content::select(source, content)
+        .await
+        .map_err(|e| source_query(e, "choosing the schemas"))?;
+    let broken = exclusions::dependents(
+        source,
+        &planned.schemas,
+        &planned.exclude_tables,
+        &planned.exclude_table_data,
+    )
+    .await
+    .map_err(|e| source_query(e, "checking the exclusions"))?;
+    if broken.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = broken.iter().map(|b| format!("  - {b}")).collect();
+    Err(Failure::new(format!(
+        "the configured exclusions (tables.exclude, tables.exclude-data) would break {} object(s) that depend on what they leave out:\n{}",
+        broken.len(),
+        list.join("\n")
+    ))
+    .impact("no backup was made; nothing was created on Neon")
+    .hint("exclude the dependent objects' tables too, or stop excluding what they depend on")
+    .into())
 }
 
 /// The report's lines for what the selection leaves out: each skipped schema, then each object in

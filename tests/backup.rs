@@ -240,3 +240,90 @@ async fn nothing_the_user_created_is_lost_silently() {
         assert!(run.summary.contains("**Not backed up**"), "{}", run.summary);
     }
 }
+
+/// The binary with a YAML configuration file.
+fn with_config(world: &World, yaml: &str) -> support::cli::Cli {
+    let cli = world.cli();
+    let path = cli.dir().join("supaneon-sync.yml");
+    std::fs::write(&path, yaml).unwrap();
+    cli.env("SUPANEON_CONFIG_FILE", path.to_str().unwrap())
+        .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+}
+
+fn next_second() {
+    let now = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() == now {
+        std::thread::yield_now();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exclusions_follow_partitions_and_name_what_depends_on_them() {
+    for major in test_majors() {
+        let world = World::start(major).await;
+        let source_rows = world
+            .source
+            .psql("postgres", "SELECT count(*) FROM public.events");
+        assert!(source_rows.trim().parse::<i64>().unwrap() > 0);
+
+        // A view on the excluded table is named before anything is created.
+        world.source.psql(
+            "postgres",
+            "CREATE VIEW public.recent_events AS SELECT * FROM public.events; \
+             CREATE TABLE public.event_notes (id int, event_id bigint, occurred_at timestamptz, \
+               FOREIGN KEY (event_id, occurred_at) REFERENCES public.events (id, occurred_at))",
+        );
+        let run = with_config(&world, "tables:\n  exclude: [public.events]\n").run(&["backup-run"]);
+        assert_eq!(run.code, 1, "PG {major}: {}", run.describe());
+        for named in [
+            "view public.recent_events reads public.events, which is excluded",
+            "foreign key event_notes_event_id_occurred_at_fkey of public.event_notes references public.events, which is excluded",
+        ] {
+            assert!(run.stderr.contains(named) || run.stdout.contains(named), "PG {major}: {named}\n{}", run.describe());
+        }
+        assert!(
+            world
+                .branch_names()
+                .iter()
+                .all(|n| !n.starts_with("backup-")),
+            "{:?}",
+            world.branch_names()
+        );
+        run.assert_never_shows(SOURCE_PASSWORD);
+        world.source.psql(
+            "postgres",
+            "DROP VIEW public.recent_events; DROP TABLE public.event_notes",
+        );
+
+        // Excluding the partitioned table excludes its partitions.
+        let run = with_config(&world, "tables:\n  exclude: [public.events]\n").run(&["backup-run"]);
+        assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
+        let name = run.output("backup-branch").unwrap();
+        let left = world.psql_branch(
+            &name,
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relname LIKE 'events%'",
+        );
+        assert_eq!(left.trim(), "0", "PG {major}");
+
+        // exclude-data on it empties every partition, and the manifest says so.
+        next_second();
+        let run =
+            with_config(&world, "tables:\n  exclude-data: [public.events]\n").run(&["backup-run"]);
+        assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
+        let name = run.output("backup-branch").unwrap();
+        assert_eq!(
+            world
+                .psql_branch(&name, "SELECT count(*) FROM public.events")
+                .trim(),
+            "0",
+            "PG {major}"
+        );
+        let excluded = world.psql_branch(
+            &name,
+            "SELECT string_agg(t->>'name', ',' ORDER BY t->>'name') FROM supaneon_sync.backup_manifest, \
+               jsonb_array_elements(manifest->'tables') t WHERE (t->>'data_excluded')::boolean \
+               AND t->>'schema' = 'public'",
+        );
+        assert_eq!(excluded.trim(), "events_2025,events_2026", "PG {major}");
+    }
+}

@@ -13,6 +13,7 @@
 
 use tokio_postgres::GenericClient;
 
+use crate::pg::exclusions;
 use crate::pg::inspect::{InspectError, OWN_SCHEMA};
 use crate::pg::manifest::Manifest;
 
@@ -340,6 +341,21 @@ pub async fn select(
         })
         .collect();
     let mut selection = resolve(policy, source)?;
+    // Partitions and child tables follow their parent: pg_dump 15 would dump them on their own.
+    let in_selection = |t: &String| {
+        t.split_once('.')
+            .is_some_and(|(s, _)| selection.schemas.iter().any(|x| x == s))
+    };
+    let tables = exclusions::with_descendants(client, &selection.exclude_tables).await?;
+    let tables: Vec<String> = tables.into_iter().filter(in_selection).collect();
+    let data = exclusions::with_descendants(client, &selection.exclude_table_data).await?;
+    let data: Vec<String> = data
+        .into_iter()
+        .filter(in_selection)
+        .filter(|t| !tables.contains(t))
+        .collect();
+    selection.exclude_tables = tables;
+    selection.exclude_table_data = data;
     selection.omitted = omitted_tables(client, &selection).await?;
     Ok(selection)
 }

@@ -765,7 +765,13 @@ async fn object_counts(
                  WHERE n.nspname = ANY($1::text[]) \
                    AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
                    AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-                                   AND ext.objid = c.oid)) \
+                                   AND ext.objid = c.oid) \
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                         JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
+                         JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+                        WHERE c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                          AND d.objid = c.oid AND d.deptype IN ('a', 'i') \
+                          AND (tn.nspname::text || '.' || t.relname::text) = ANY($2::text[]))) \
              SELECT \
                (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)), \
                (SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod content;
+pub mod exclusions;
 pub mod inspect;
 pub mod large_objects;
 pub mod manifest;
