@@ -360,6 +360,7 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
     let mut by_kind: BTreeMap<&str, &Mismatch> = BTreeMap::new();
     let mut extra = Vec::new();
     let mut large_objects = Vec::new();
+    let mut definitions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in &mismatches {
         match m {
             Mismatch::MissingSchema(s) => {
@@ -377,6 +378,9 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
                 by_kind.insert(kind, m);
             }
             Mismatch::LargeObjects { detail } => large_objects.push(detail.clone()),
+            Mismatch::Definition { object, detail } => {
+                definitions.entry(object).or_default().push(detail)
+            }
         }
     }
 
@@ -430,6 +434,26 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
         } else {
             Check::fail("large objects", large_objects.join("; "))
         });
+    }
+    if let Some(defs) = &expected.definitions {
+        // One failing check per object that differs, named by it; one passing check otherwise.
+        for (object, details) in &definitions {
+            checks.push(Check::fail(*object, details.join("; ")));
+        }
+        if definitions.is_empty() {
+            checks.push(Check::pass(
+                "definitions",
+                format!(
+                    "{} tables, {} policies, {} functions, {} sequences, {} comments and the privileges of {} objects as in the manifest",
+                    defs.tables.len(),
+                    defs.policies.len(),
+                    defs.functions.len(),
+                    defs.sequences.len(),
+                    defs.comments.len(),
+                    defs.privileges.len()
+                ),
+            ));
+        }
     }
     checks
 }
@@ -682,6 +706,7 @@ mod tests {
                 ..ObjectCounts::default()
             },
             large_objects: None,
+            definitions: None,
         }
     }
 

@@ -261,23 +261,31 @@ fn manifest_is_stable_and_sees_changed_deleted_rows_and_dropped_policies() {
             );
             assert_ne!(deleted.table("public", "manifest_probe").unwrap().checksum, probe.checksum);
 
-            // A dropped policy changes the policy count, nothing else.
-            let policy = source.psql(
+            // A dropped policy changes the policy count and is named, nothing else.
+            let row = source.psql(
                 "postgres",
-                "SELECT pg_catalog.format('%I ON %I.%I', pol.polname, n.nspname, c.relname) FROM pg_policy pol \
+                "SELECT pg_catalog.format('%I ON %I.%I', pol.polname, n.nspname, c.relname) || '|' || \
+                        pol.polname || '|' || n.nspname || '.' || c.relname FROM pg_policy pol \
                  JOIN pg_class c ON c.oid = pol.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = 'public' ORDER BY 1 LIMIT 1",
             );
-            source.psql("postgres", &format!("DROP POLICY {}", policy.trim()));
+            let parts: Vec<&str> = row.trim().split('|').collect();
+            source.psql("postgres", &format!("DROP POLICY {}", parts[0]));
             let dropped = take_manifest(&[&client], &selection).await.unwrap();
             assert_only(
                 major,
                 &deleted.compare(&dropped),
-                &[Mismatch::ObjectCount {
-                    kind: "policies",
-                    expected: first.objects.policies,
-                    actual: first.objects.policies - 1,
-                }],
+                &[
+                    Mismatch::ObjectCount {
+                        kind: "policies",
+                        expected: first.objects.policies,
+                        actual: first.objects.policies - 1,
+                    },
+                    Mismatch::Definition {
+                        object: format!("policy \"{}\" on {}", parts[1], parts[2]),
+                        detail: "missing".into(),
+                    },
+                ],
             );
 
             // Two connections sharing one snapshot read the same manifest as one.

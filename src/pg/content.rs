@@ -138,6 +138,9 @@ pub struct Selection {
     /// tables a user role owns, and platform tables holding rows users create ([`KNOWN_PLATFORM_DATA`],
     /// extension configuration tables).
     pub omitted: Vec<(String, String)>,
+    /// Roles whose privileges the manifest fingerprints besides PUBLIC: those the target is prepared
+    /// with (set by the backup once the target is prepared; from the manifest for a restore test).
+    pub privilege_roles: Vec<String>,
 }
 
 pub const WHY_SYSTEM: &str = "system schema";
@@ -165,6 +168,11 @@ impl Selection {
                 .collect(),
             skipped_schemas: Vec::new(),
             omitted: Vec::new(),
+            privilege_roles: manifest
+                .definitions
+                .as_ref()
+                .map(|d| d.privilege_roles.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -634,6 +642,7 @@ mod tests {
             exclude_table_data: vec!["auth.schema_migrations".into()],
             skipped_schemas: vec![],
             omitted: vec![],
+            privilege_roles: vec![],
         };
         assert_eq!(
             s.pg_dump_args(),

@@ -366,6 +366,8 @@ struct Relation {
     pages: i64,
     /// Every column type can be hashed by [`ChecksumMethod::Record`].
     record_hashable: bool,
+    /// FORCE ROW LEVEL SECURITY: even its owner reads it through the policies.
+    force_rls: bool,
     /// Its rows are still to be read (set when planning).
     read: bool,
 }
@@ -400,6 +402,15 @@ async fn manifest_in_transaction(
     }
     read_fingerprints(workers, &mut tables).await?;
     let large_objects = Some(crate::pg::large_objects::fingerprint(catalog).await?);
+    let mut definitions = crate::pg::fingerprints::take(
+        catalog,
+        &schemas,
+        &selection.exclude_tables,
+        &selection.privilege_roles,
+    )
+    .await?;
+    definitions.sequences =
+        crate::pg::fingerprints::sequences(catalog, &schemas, &selection.exclude_tables).await?;
     Ok(Manifest {
         format: MANIFEST_FORMAT,
         taken_at: Utc::now(),
@@ -408,6 +419,7 @@ async fn manifest_in_transaction(
         tables: tables.into_iter().map(|(fp, _)| fp).collect(),
         objects,
         large_objects,
+        definitions: Some(definitions),
     })
 }
 
@@ -530,18 +542,33 @@ async fn read_fingerprints(
         lightest.1.push(index);
     }
     let planned: &[(TableFingerprint, Relation)] = tables;
-    let readers = workers.iter().zip(&shares).map(|(client, (_, indexes))| {
-        let jobs = indexes.iter().map(|&i| {
-            let (fp, rel) = &planned[i];
-            async move {
-                fingerprint(client, &rel.schema, &rel.name, fp.checksum_method)
-                    .await
-                    .map(|fp| (i, fp))
-            }
+    let forced = planned.iter().any(|(_, rel)| rel.read && rel.force_rls);
+    let mut bypass = Vec::with_capacity(workers.len());
+    for client in workers {
+        bypass.push(if forced {
+            bypass_role(client).await?
+        } else {
+            None
         });
-        // One connection pipelines its statements: no round trip per table.
-        try_join_all(jobs)
-    });
+    }
+    let readers =
+        workers
+            .iter()
+            .zip(&shares)
+            .zip(&bypass)
+            .map(|((client, (_, indexes)), bypass)| {
+                let jobs = indexes.iter().map(move |&i| {
+                    let (fp, rel) = &planned[i];
+                    let through = if rel.force_rls { bypass.as_ref() } else { None };
+                    async move {
+                        fingerprint(client, &rel.schema, &rel.name, fp.checksum_method, through)
+                            .await
+                            .map(|fp| (i, fp))
+                    }
+                });
+                // One connection pipelines its statements: no round trip per table.
+                try_join_all(jobs)
+            });
     let results: Vec<(usize, (i64, String))> =
         try_join_all(readers).await?.into_iter().flatten().collect();
     for (i, (rows, checksum)) in results {
@@ -549,6 +576,41 @@ async fn read_fingerprints(
         tables[i].0.checksum = checksum;
     }
     Ok(())
+}
+
+/// A role with BYPASSRLS that the session's role may become (on Neon, `neon_superuser`), and the
+/// session's role to return to. A table with FORCE ROW LEVEL SECURITY is read through it, since its
+/// owner (the branch's role) would otherwise read it through its policies, and `row_security = off`
+/// makes that an error instead of a silent filter.
+#[derive(Debug, Clone)]
+struct BypassRole {
+    bypass: String,
+    own: String,
+}
+
+/// The [`BypassRole`] of `client`'s session; `None` when its role bypasses RLS itself (superuser or
+/// BYPASSRLS) or has no such role to become (then a FORCE table fails to read, and says why).
+async fn bypass_role(client: &Client) -> Result<Option<BypassRole>, InspectError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, r.rolsuper OR r.rolbypassrls, \
+                    (SELECT b.rolname::text FROM pg_catalog.pg_roles b \
+                      WHERE b.rolbypassrls AND NOT b.rolsuper AND b.rolname <> current_user \
+                        AND pg_catalog.pg_has_role(current_user, b.oid, 'MEMBER') \
+                      ORDER BY b.rolname LIMIT 1) \
+               FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query(
+            "looking for a role that bypasses row level security",
+        ))?;
+    let (own, bypasses, bypass): (String, bool, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    Ok(match (bypasses, bypass) {
+        (false, Some(bypass)) => Some(BypassRole { bypass, own }),
+        _ => None,
+    })
 }
 
 /// Row count and order-independent checksum of one table (`FROM ONLY`: partitions and inheritance
@@ -565,15 +627,23 @@ async fn fingerprint(
     schema: &str,
     name: &str,
     method: ChecksumMethod,
+    through: Option<&BypassRole>,
 ) -> Result<(i64, String), InspectError> {
     let row_hash = match method {
         ChecksumMethod::Text => "pg_catalog.hashtextextended(r.*::pg_catalog.text, 0)",
         ChecksumMethod::Record => "pg_catalog.hash_record_extended(r.*, 0)",
     };
-    let sql = format!(
+    let mut sql = format!(
         "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum({row_hash}), 0) FROM ONLY {} AS r",
         quote_qualified(schema, name)
     );
+    if let Some(role) = through {
+        sql = format!(
+            "SET ROLE {}; {sql}; SET ROLE {}",
+            quote_ident(&role.bypass),
+            quote_ident(&role.own)
+        );
+    }
     let what = || format!("reading table {schema}.{name}");
     let messages = client
         .simple_query(&sql)
@@ -621,7 +691,8 @@ async fn relations(
 ) -> Result<Vec<Relation>, InspectError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, c.relkind = 'm', c.relispopulated, c.relpages::int8 \
+            "SELECT n.nspname::text, c.relname::text, c.relkind = 'm', c.relispopulated, c.relpages::int8, \
+                    c.relforcerowsecurity \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'm') \
                AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
@@ -643,6 +714,7 @@ async fn relations(
             },
             populated: r.get(3),
             pages: r.get(4),
+            force_rls: r.get(5),
             record_hashable: false,
             read: false,
         })

@@ -10,6 +10,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::pg::fingerprints::{self, Definitions, SequenceRule};
 use crate::pg::large_objects::LargeObjects;
 
 /// The manifest format this build writes. Format 1 (no `checksum_method`: every checksum over the
@@ -33,6 +34,9 @@ pub struct Manifest {
     /// Format 3: the large objects (absent from older manifests, then not compared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub large_objects: Option<LargeObjects>,
+    /// Format 3: the definitions a failover relies on (absent from older manifests, then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<Definitions>,
 }
 
 /// Whether a fingerprinted relation holds its own data or is recomputed by the restore.
@@ -154,6 +158,11 @@ pub enum Mismatch {
     LargeObjects {
         detail: String,
     },
+    /// A definition differs: `object` names it (`policy "p" on public.t`), `detail` says how.
+    Definition {
+        object: String,
+        detail: String,
+    },
 }
 
 impl Mismatch {
@@ -191,6 +200,7 @@ impl fmt::Display for Mismatch {
                 write!(f, "{kind}: {actual}, expected {expected}")
             }
             Mismatch::LargeObjects { detail } => write!(f, "large objects: {detail}"),
+            Mismatch::Definition { object, detail } => write!(f, "{object}: {detail}"),
         }
     }
 }
@@ -198,8 +208,13 @@ impl fmt::Display for Mismatch {
 impl Manifest {
     /// Every difference between `self` (expected, taken on the source) and `actual` (taken on the
     /// restored copy with the same selection). Empty means the copy matches. Timestamps and server
-    /// versions are not compared.
+    /// versions are not compared; sequence positions must be equal.
     pub fn compare(&self, actual: &Manifest) -> Vec<Mismatch> {
+        self.compare_with(actual, SequenceRule::Exact)
+    }
+
+    /// [`Manifest::compare`], with sequence positions compared by `rule`.
+    pub fn compare_with(&self, actual: &Manifest, rule: SequenceRule) -> Vec<Mismatch> {
         let mut out = Vec::new();
         for schema in &self.schemas {
             if !actual.schemas.contains(schema) {
@@ -269,6 +284,14 @@ impl Manifest {
         if let Some(expected) = &self.large_objects {
             let actual = actual.large_objects.clone().unwrap_or_default();
             compare_large_objects(expected, &actual, &mut out);
+        }
+        if let Some(expected) = &self.definitions {
+            let actual = actual.definitions.clone().unwrap_or_default();
+            out.extend(
+                fingerprints::compare(expected, &actual, rule)
+                    .into_iter()
+                    .map(|(object, detail)| Mismatch::Definition { object, detail }),
+            );
         }
         out
     }
@@ -343,6 +366,7 @@ mod tests {
                 ..Default::default()
             },
             large_objects: Some(LargeObjects::default()),
+            definitions: Some(Definitions::default()),
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod content;
 pub mod exclusions;
+pub mod fingerprints;
 pub mod inspect;
 pub mod large_objects;
 pub mod manifest;

@@ -221,6 +221,51 @@ async fn source_extensions(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Tables of the selection with FORCE ROW LEVEL SECURITY, as `"schema"."table"`. pg_dump sets FORCE
+/// with the table's definition, before the rows; once RLS is enabled (post-data), adding a foreign key
+/// validates its rows as the table's owner, which FORCE subjects to the policies: with `row_security =
+/// off` that fails. The restore lifts FORCE for the post-data section and sets it again after
+/// ([`set_force_rls`]).
+pub async fn forced_rls_tables(
+    source: &impl GenericClient,
+    selection: &Selection,
+) -> Result<Vec<String>, InspectError> {
+    let rows = source
+        .query(
+            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE c.relforcerowsecurity AND c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[]) \
+                AND (n.nspname::text || '.' || c.relname::text) <> ALL ($2::text[]) \
+              ORDER BY 1",
+            &[&selection.schemas, &selection.exclude_tables],
+        )
+        .await
+        .map_err(|source| InspectError::Query {
+            what: "listing the tables with FORCE ROW LEVEL SECURITY".into(),
+            source,
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `ALTER TABLE … [NO] FORCE ROW LEVEL SECURITY` for each of `tables` (from [`forced_rls_tables`]).
+pub async fn set_force_rls(
+    target: &impl GenericClient,
+    tables: &[String],
+    force: bool,
+) -> Result<(), InspectError> {
+    let keyword = if force { "FORCE" } else { "NO FORCE" };
+    for table in tables {
+        target
+            .batch_execute(&format!("ALTER TABLE {table} {keyword} ROW LEVEL SECURITY"))
+            .await
+            .map_err(|source| InspectError::Query {
+                what: format!("setting {keyword} ROW LEVEL SECURITY on {table}"),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 async fn query_strings(
     client: &impl GenericClient,
     sql: &str,
