@@ -20,7 +20,7 @@ use crate::neon::{CreateBranch, NeonClient};
 use crate::pg::conn;
 use crate::pg::content::{self, Selection};
 use crate::pg::fingerprints::{self, SequenceRule};
-use crate::pg::manifest::{Manifest, Mismatch};
+use crate::pg::manifest::{Manifest, Mismatch, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
 use crate::pg::{exclusions, inspect, large_objects, prepare, settings};
 use crate::preflight::{self, APP_NAME};
@@ -38,6 +38,8 @@ pub struct BackupOutcome {
     pub notes: Vec<String>,
     /// What the source holds that this backup does not, and why: one line per schema or object.
     pub not_backed_up: Vec<String>,
+    /// Materialized views refreshed on restore, not verified against the source: one line each.
+    pub refreshed: Vec<String>,
 }
 
 /// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
@@ -361,6 +363,10 @@ async fn take_backup(
     .await?;
     // The stored manifest holds the branch's own sequence positions: a restore test compares exactly.
     let mut manifest = manifest;
+    let refreshed = record_refreshed_views(&mut manifest, &actual);
+    for line in &refreshed {
+        tracing::warn!("{line}");
+    }
     if let (Some(stored), Some(branch)) = (manifest.definitions.as_mut(), actual.definitions) {
         stored.sequences = branch.sequences;
     }
@@ -393,7 +399,38 @@ async fn take_backup(
         duration: started.elapsed(),
         notes,
         not_backed_up,
+        refreshed,
     })
+}
+
+/// Materialized views whose content on the branch differs from the source's (pg_restore refreshed them
+/// from the restored tables; the source's views were stale): the manifest records the branch's
+/// content, marked [`refreshed_on_restore`](crate::pg::manifest::TableFingerprint::refreshed_on_restore),
+/// and each gets a line for the report. They are not verified against the source.
+fn record_refreshed_views(manifest: &mut Manifest, branch: &Manifest) -> Vec<String> {
+    let mut lines = Vec::new();
+    for view in manifest
+        .tables
+        .iter_mut()
+        .filter(|t| t.kind == TableKind::MaterializedView)
+    {
+        let Some(restored) = branch.table(&view.schema, &view.name) else {
+            continue;
+        };
+        if restored.rows == view.rows && restored.checksum == view.checksum {
+            continue;
+        }
+        lines.push(format!(
+            "{}: refreshed on restore: {} rows on the branch, the source's view held {} (it was not refreshed since its tables changed); not verified against the source",
+            view.qualified_name(),
+            restored.rows,
+            view.rows
+        ));
+        view.rows = restored.rows;
+        view.checksum = restored.checksum.clone();
+        view.refreshed_on_restore = true;
+    }
+    lines
 }
 
 /// Fails, before anything is created, when the configured exclusions would leave a view or a foreign
@@ -543,9 +580,20 @@ fn target_failure(what: &str, e: impl std::error::Error + Send + Sync + 'static)
 /// Outputs and the job summary of a finished backup.
 pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     let m = &outcome.manifest;
-    let data_tables = m.tables.iter().filter(|t| !t.data_excluded).count();
+    let data_tables = m
+        .tables
+        .iter()
+        .filter(|t| !t.data_excluded && !t.refreshed_on_restore)
+        .count();
+    let refreshed_note = match outcome.refreshed.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} materialized view{} refreshed on restore, not verified)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     let result = format!(
-        "backup {} verified: {} tables, {} rows, {} bytes in {:.1} s",
+        "backup {} verified: {} tables, {} rows, {} bytes in {:.1} s{refreshed_note}",
         outcome.branch_name,
         m.tables.len(),
         m.total_rows(),
@@ -568,6 +616,9 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     }
     for line in &outcome.not_backed_up {
         ctx.actions.info(&format!("not backed up: {line}"));
+    }
+    for line in &outcome.refreshed {
+        ctx.actions.warning(line);
     }
     report::write_outputs(
         &ctx.actions,
@@ -612,7 +663,7 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .map(|(k, v)| vec![k.to_string(), v.to_string()])
         .collect();
     let mut summary = format!(
-        "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data).\n\n\
+        "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data){refreshed_note}.\n\n\
          | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n\n",
         outcome.branch_name,
         outcome.pipeline.bytes,
@@ -630,6 +681,12 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         summary.push_str("\n**Notes**\n\n");
         for n in outcome.notes.iter().chain(&harmless) {
             summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
+        }
+    }
+    if !outcome.refreshed.is_empty() {
+        summary.push_str("\n**Refreshed on restore** (not verified against the source)\n\n");
+        for line in &outcome.refreshed {
+            summary.push_str(&format!("- {}\n", line.replace('\n', " ")));
         }
     }
     if !outcome.not_backed_up.is_empty() {

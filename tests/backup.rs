@@ -99,6 +99,10 @@ REVOKE ALL ON public.internal_notes FROM anon, authenticated;
 RESET ROLE;
 ALTER DATABASE postgres SET app.settings.api_url = 'https://api.example.invalid';
 ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '45s';
+-- The nightly job refreshes public.todo_stats; until then it is stale.
+SET ROLE postgres;
+INSERT INTO public.todos (user_id, task) SELECT user_id, 'A task after the refresh' FROM public.todos LIMIT 1;
+RESET ROLE;
 ALTER DATABASE postgres SET app.settings.jwt_secret = 'jwt-Secret-4e1f-distinctive';
 "#;
 
@@ -238,6 +242,31 @@ async fn nothing_the_user_created_is_lost_silently() {
             );
         }
         assert!(run.summary.contains("**Not backed up**"), "{}", run.summary);
+        // A stale materialized view is refreshed by the restore: said so, never counted as verified.
+        let line = "public.todo_stats: refreshed on restore:";
+        assert!(
+            run.summary.contains("**Refreshed on restore**"),
+            "{}",
+            run.summary
+        );
+        assert!(
+            run.summary.contains(line) && run.stdout.contains(line),
+            "PG {major}: {}",
+            run.describe()
+        );
+        assert!(
+            run.output("result")
+                .unwrap()
+                .contains("1 materialized view refreshed on restore, not verified"),
+            "PG {major}: {}",
+            run.describe()
+        );
+        let stored = world.psql_branch(
+            &name,
+            "SELECT t->>'refreshed_on_restore' FROM supaneon_sync.backup_manifest, \
+               jsonb_array_elements(manifest->'tables') t WHERE t->>'name' = 'todo_stats'",
+        );
+        assert_eq!(stored.trim(), "true", "PG {major}");
     }
 }
 

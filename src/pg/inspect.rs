@@ -516,6 +516,7 @@ fn plan_fingerprints(
                 checksum: String::new(),
                 checksum_method,
                 data_excluded,
+                refreshed_on_restore: false,
             };
             (fp, rel)
         })

@@ -78,6 +78,12 @@ pub struct TableFingerprint {
     pub checksum_method: ChecksumMethod,
     /// The table's structure is dumped but its data is not (ledgers, user exclusions).
     pub data_excluded: bool,
+    /// A materialized view whose content on the branch differs from the source's, because pg_restore
+    /// refreshed it from the restored tables and the source's view was stale. Rows and checksum are
+    /// then the branch's: the view is not verified against the source, only a later copy against the
+    /// backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed_on_restore: bool,
 }
 
 impl TableFingerprint {
@@ -351,6 +357,7 @@ mod tests {
             checksum: checksum.into(),
             checksum_method: ChecksumMethod::Record,
             data_excluded: false,
+            refreshed_on_restore: false,
         }
     }
 
