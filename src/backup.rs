@@ -200,6 +200,9 @@ async fn take_backup(
     })?;
     let schema = schema.map_err(|e| restore_failure("the schema could not be dumped", e))?;
     selection.privilege_roles = prepared.roles.clone();
+    let lo_grants = large_objects::grants(snapshot.client(), &prepared.roles)
+        .await
+        .map_err(|e| source_query(e, "listing the grants on the large objects"))?;
     let source_settings = settings::source_settings(snapshot.client(), &prepared.roles)
         .await
         .map_err(|e| source_query(e, "reading the database and role settings"))?;
@@ -319,6 +322,7 @@ async fn take_backup(
     drop(snapshot.finish().await);
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     notes.extend(large_objects::restore_owners(&target, &lo_owners).await);
+    notes.extend(large_objects::restore_grants(&target, &lo_grants).await);
     let mut piped = piped;
     let privileges = pipeline::privileges::statements(&pg_tools, &schema, cancel.clone())
         .await

@@ -90,6 +90,7 @@ INSERT INTO public.documents VALUES (1, lo_from_bytea(0, 'first document')),
 SELECT lo_from_bytea(0, 'an object the API role owns') \gset
 ALTER LARGE OBJECT :lo_from_bytea OWNER TO authenticated;
 INSERT INTO public.documents VALUES (3, :lo_from_bytea);
+GRANT SELECT ON LARGE OBJECT :lo_from_bytea TO anon;
 CREATE TABLE public.products (id int PRIMARY KEY, name text);
 INSERT INTO public.products VALUES (1, 'tea'), (2, 'coffee');
 ALTER TABLE public.products ENABLE ROW LEVEL SECURITY;
@@ -224,6 +225,17 @@ async fn nothing_the_user_created_is_lost_silently() {
             "SELECT manifest->'large_objects'->>'count' FROM supaneon_sync.backup_manifest",
         );
         assert_eq!(manifest.trim(), "3", "PG {major}");
+        let (source, branch) = both(
+            &world,
+            &name,
+            "SET ROLE anon; SELECT convert_from(lo_get(body), 'UTF8') FROM public.documents d \
+              JOIN pg_largeobject_metadata m ON m.oid = d.body WHERE d.id = 3",
+        );
+        assert_eq!(
+            (source.as_str(), branch.as_str()),
+            ("an object the API role owns", "an object the API role owns"),
+            "PG {major}"
+        );
         // What is not backed up is named, with the reason, in the run's output and the summary.
         for line in [
             "vault.secrets: encrypted with a key that exists only on the Supabase server",

@@ -404,7 +404,8 @@ async fn manifest_in_transaction(
         }
     }
     read_fingerprints(workers, &mut tables).await?;
-    let large_objects = Some(crate::pg::large_objects::fingerprint(catalog).await?);
+    let large_objects =
+        Some(crate::pg::large_objects::fingerprint(catalog, &selection.privilege_roles).await?);
     let mut definitions = crate::pg::fingerprints::take(
         catalog,
         &schemas,

@@ -4,7 +4,9 @@
 //! the data stream does (see `pipeline::dump_args`); pg_restore recreates them under their source OIDs,
 //! so `oid` columns still point at them. `--no-owner` makes the restoring role their owner: afterwards
 //! [`restore_owners`] gives each one owned by another role on the source back to that role, which
-//! `prepare` has created on the target.
+//! `prepare` has created on the target, and [`restore_grants`] grants them as on the source to PUBLIC
+//! and the prepared roles (the schema archive, where the other privileges come from, holds no large
+//! object).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +25,10 @@ pub struct LargeObjects {
     pub checksum: String,
     /// Owner role → number of objects it owns.
     pub owners: BTreeMap<String, i64>,
+    /// `grantee:PRIVILEGE` (`*` WITH GRANT OPTION) → on how many objects, for PUBLIC and the roles the
+    /// target is prepared with (as [`crate::pg::fingerprints::Definitions::privilege_roles`]).
+    #[serde(default)]
+    pub grants: BTreeMap<String, i64>,
 }
 
 /// How the session's own role appears in [`LargeObjects::owners`].
@@ -32,8 +38,74 @@ const OWNER_SQL: &str =
     "CASE WHEN m.lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
      THEN $1 ELSE pg_catalog.pg_get_userbyid(m.lomowner)::text END";
 
-/// The large objects as `client` sees them (in the manifest's snapshot on the source).
-pub async fn fingerprint(client: &impl GenericClient) -> Result<LargeObjects, InspectError> {
+/// Grants on large objects to PUBLIC and `$1` (roles), the owner's own entry left out.
+const GRANTS_SQL: &str = "SELECT m.oid, CASE WHEN x.grantee = 0 THEN 'PUBLIC' \
+         ELSE pg_catalog.pg_get_userbyid(x.grantee)::text END, x.privilege_type, x.is_grantable \
+    FROM pg_catalog.pg_largeobject_metadata m CROSS JOIN LATERAL pg_catalog.aclexplode(m.lomacl) AS x \
+   WHERE m.lomacl IS NOT NULL AND x.grantee <> m.lomowner \
+     AND (x.grantee = 0 OR pg_catalog.pg_get_userbyid(x.grantee)::text = ANY ($1::text[])) \
+   ORDER BY 1, 2, 3";
+
+/// One grant on a large object: (OID, grantee or `PUBLIC`, privilege, WITH GRANT OPTION).
+pub type LargeObjectGrant = (u32, String, String, bool);
+
+/// The grants on large objects to PUBLIC and `roles`, for [`restore_grants`].
+pub async fn grants(
+    source: &impl GenericClient,
+    roles: &[String],
+) -> Result<Vec<LargeObjectGrant>, InspectError> {
+    let rows = source
+        .query(GRANTS_SQL, &[&roles])
+        .await
+        .map_err(|source| InspectError::Query {
+            what: "listing the grants on the large objects".into(),
+            source,
+        })?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
+}
+
+/// Grants each of `grants` on the restored large objects (after [`restore_owners`]: the owner, or a
+/// member of it, grants). Returns what could not be granted, one line each.
+pub async fn restore_grants(
+    target: &impl GenericClient,
+    grants: &[LargeObjectGrant],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (oid, grantee, privilege, grantable) in grants {
+        let to = if grantee == "PUBLIC" {
+            "PUBLIC".to_string()
+        } else {
+            quote_ident(grantee)
+        };
+        let privilege = match privilege.as_str() {
+            "SELECT" => "SELECT",
+            "UPDATE" => "UPDATE",
+            _ => continue,
+        };
+        let option = if *grantable { " WITH GRANT OPTION" } else { "" };
+        let sql = format!("GRANT {privilege} ON LARGE OBJECT {oid} TO {to}{option}");
+        if let Err(e) = target.batch_execute(&sql).await {
+            let message = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            notes.push(format!(
+                "{privilege} on large object {oid} to {grantee} was not granted on the branch: {message}"
+            ));
+        }
+    }
+    notes
+}
+
+/// The large objects as `client` sees them (in the manifest's snapshot on the source), with their
+/// grants to PUBLIC and `roles`.
+pub async fn fingerprint(
+    client: &impl GenericClient,
+    roles: &[String],
+) -> Result<LargeObjects, InspectError> {
     let failed = |source| InspectError::Query {
         what: "fingerprinting the large objects".into(),
         source,
@@ -56,10 +128,18 @@ pub async fn fingerprint(client: &impl GenericClient) -> Result<LargeObjects, In
         )
         .await
         .map_err(failed)?;
+    let mut granted: BTreeMap<String, i64> = BTreeMap::new();
+    for r in client.query(GRANTS_SQL, &[&roles]).await.map_err(failed)? {
+        let (grantee, privilege, grantable): (String, String, bool) =
+            (r.get(1), r.get(2), r.get(3));
+        let key = format!("{grantee}:{privilege}{}", if grantable { "*" } else { "" });
+        *granted.entry(key).or_default() += 1;
+    }
     Ok(LargeObjects {
         count: row.get(0),
         checksum: row.get(1),
         owners: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        grants: granted,
     })
 }
 

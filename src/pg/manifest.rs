@@ -329,6 +329,19 @@ fn compare_large_objects(expected: &LargeObjects, actual: &LargeObjects, out: &m
             detail: "same number but different content (checksum differs)".into(),
         });
     }
+    let grants: std::collections::BTreeSet<&String> =
+        expected.grants.keys().chain(actual.grants.keys()).collect();
+    for grant in grants {
+        let (e, a) = (
+            expected.grants.get(grant).copied().unwrap_or(0),
+            actual.grants.get(grant).copied().unwrap_or(0),
+        );
+        if e != a {
+            out.push(Mismatch::LargeObjects {
+                detail: format!("{grant} granted on {a}, expected {e}"),
+            });
+        }
+    }
     let roles: std::collections::BTreeSet<&String> =
         expected.owners.keys().chain(actual.owners.keys()).collect();
     for role in roles {
@@ -453,6 +466,7 @@ mod tests {
                 ("(the backup's role)".to_string(), 1),
             ]
             .into(),
+            ..Default::default()
         });
         let mut actual = expected.clone();
         assert!(expected.compare(&actual).is_empty());
