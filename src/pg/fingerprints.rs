@@ -99,7 +99,8 @@ pub enum SequenceRule {
 }
 
 /// The relations a fingerprint covers: tables of `$1` (schemas) not in `$2` (excluded tables), no
-/// extension member. Sequences owned by an excluded table are excluded with it.
+/// extension member. An identity sequence goes with its excluded table (pg_dump dumps it as part of the
+/// table); a serial one is dumped on its own and stays.
 const RELS: &str = "rels AS ( \
   SELECT c.oid, c.relkind, c.relowner, c.relacl, c.relrowsecurity, c.relforcerowsecurity, \
          n.nspname::text || '.' || c.relname::text AS name \
@@ -112,7 +113,7 @@ const RELS: &str = "rels AS ( \
           JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
           JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
           WHERE c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-            AND d.objid = c.oid AND d.deptype IN ('a', 'i') \
+            AND d.objid = c.oid AND d.deptype = 'i' \
             AND (tn.nspname::text || '.' || t.relname::text) = ANY ($2::text[]))), \
 funcs AS ( \
   SELECT p.oid, p.proowner, p.proacl, \

@@ -696,7 +696,7 @@ async fn object_counts(
                          JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
                          JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
                         WHERE c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-                          AND d.objid = c.oid AND d.deptype IN ('a', 'i') \
+                          AND d.objid = c.oid AND d.deptype = 'i' \
                           AND (tn.nspname::text || '.' || t.relname::text) = ANY($2::text[]))) \
              SELECT \
                (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)), \
