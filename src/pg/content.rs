@@ -370,7 +370,8 @@ pub async fn select(
 
 /// Tables of the skipped schemas worth a line in the report: those a user role owns (always), and
 /// platform tables users fill ([`KNOWN_PLATFORM_DATA`], extension configuration tables) when they hold
-/// rows. Only tables the role may read are probed for rows (an error would end the snapshot).
+/// rows. Only tables the role may read, and whose RLS it bypasses, are probed for rows (an error
+/// would end the snapshot; with `row_security = off` a policy is an error).
 async fn omitted_tables(
     client: &impl GenericClient,
     selection: &Selection,
@@ -393,7 +394,9 @@ async fn omitted_tables(
                       AND NOT pg_catalog.pg_get_userbyid(c.relowner)::text LIKE ANY ($2::text[]) AS user_owned, \
                     (SELECT e.extname::text FROM pg_catalog.pg_extension e \
                       WHERE c.oid = ANY (e.extconfig)) AS config_of, \
-                    pg_catalog.has_table_privilege(c.oid, 'SELECT') AS readable \
+                    pg_catalog.has_table_privilege(c.oid, 'SELECT') \
+                      AND (NOT c.relrowsecurity OR (SELECT r.rolsuper OR r.rolbypassrls \
+                            FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)) AS readable \
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
               WHERE n.nspname = ANY ($1::text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
               ORDER BY 1, 2",
