@@ -20,9 +20,10 @@ use crate::error::{Error, Failure, Result};
 use crate::neon::{CreateBranch, NeonClient};
 use crate::pg::conn;
 use crate::pg::content::{self, Selection};
-use crate::pg::manifest::{Manifest, Mismatch};
+use crate::pg::fingerprints::{self, SequenceRule};
+use crate::pg::manifest::{Manifest, Mismatch, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
-use crate::pg::{inspect, prepare};
+use crate::pg::{exclusions, inspect, large_objects, prepare, settings};
 use crate::preflight::{self, APP_NAME};
 use crate::report;
 use crate::{budget, ownership};
@@ -36,6 +37,10 @@ pub struct BackupOutcome {
     pub pipeline: PipelineReport,
     pub duration: Duration,
     pub notes: Vec<String>,
+    /// What the source holds that this backup does not, and why: one line per schema or object.
+    pub not_backed_up: Vec<String>,
+    /// Materialized views refreshed on restore, not verified against the source: one line each.
+    pub refreshed: Vec<String>,
 }
 
 /// Runs one backup. `cancel` turns true on SIGTERM/SIGINT: the children are killed, the incomplete branch
@@ -155,6 +160,7 @@ async fn take_backup(
         ..
     } = answered;
     tracing::info!(pg_dump = %pg_tools.pg_dump.display(), version = %pg_tools.version, "tools found");
+    check_exclusions(&source, config).await?;
     let project = preflight::project_for(neon, major).await?;
     let parent_id = resolve_parent(neon, neon_settings.parent_branch.as_deref()).await?;
     drop(group);
@@ -211,13 +217,29 @@ async fn take_backup(
     let snapshot = inspect::SourceSnapshot::open(source)
         .await
         .map_err(|e| source_query(e, "opening the snapshot"))?;
-    let selection = content::select(snapshot.client(), &config.content)
+    let mut selection = content::select(snapshot.client(), &config.content)
         .await
         .map_err(|e| source_query(e, "choosing the schemas"))?;
-    for (schema, why) in &selection.skipped_schemas {
-        tracing::info!(schema = %schema, reason = why, "schema not dumped");
+    let not_backed_up = not_backed_up(&selection);
+    for line in &not_backed_up {
+        tracing::info!("not backed up: {line}");
     }
     tracing::info!(schemas = %selection.schemas.join(", "), "dumping");
+    let lo_owners = large_objects::foreign_owners(snapshot.client())
+        .await
+        .map_err(|e| source_query(e, "listing the owners of the large objects"))?;
+    // Sequences move outside snapshots: their positions now are what the branch must at least reach,
+    // since pg_dump reads them later.
+    let sequence_floor = fingerprints::sequences(
+        snapshot.client(),
+        &selection.schemas,
+        &selection.exclude_tables,
+    )
+    .await
+    .map_err(|e| source_query(e, "reading the sequences"))?;
+    let forced_rls = prepare::forced_rls_tables(snapshot.client(), &selection)
+        .await
+        .map_err(|e| source_query(e, "listing the tables with FORCE ROW LEVEL SECURITY"))?;
     let opts = DumpOptions {
         schemas: selection.schemas.clone(),
         exclude_tables: selection.exclude_tables.clone(),
@@ -237,6 +259,27 @@ async fn take_backup(
         )
     })?;
     let schema = schema.map_err(|e| restore_failure("the schema could not be dumped", e))?;
+    selection.privilege_roles = prepared.roles.clone();
+    let lo_grants = large_objects::grants(snapshot.client(), &prepared.roles)
+        .await
+        .map_err(|e| source_query(e, "listing the grants on the large objects"))?;
+    let source_settings = settings::source_settings(snapshot.client(), &prepared.roles)
+        .await
+        .map_err(|e| source_query(e, "reading the database and role settings"))?;
+    let dumping_role: String = snapshot
+        .client()
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(|e| {
+            source_query(
+                inspect::InspectError::Query {
+                    what: "reading the dumping role".into(),
+                    source: e,
+                },
+                "reading the dumping role",
+            )
+        })?
+        .get(0);
     let mut notes = Vec::new();
     for ext in &prepared.extensions_unavailable {
         notes.push(format!(
@@ -275,6 +318,11 @@ async fn take_backup(
         .await
         .map_err(|e| restore_failure("the dump could not be restored into the branch", e))?;
         tracing::info!(bytes = streamed.bytes, sha256 = %streamed.sha256, seconds = streamed.duration.as_secs_f64(), "data restored");
+        prepare::set_force_rls(&target, &forced_rls, false)
+            .await
+            .map_err(|e| {
+                target_failure("lifting FORCE ROW LEVEL SECURITY for the restore failed", e)
+            })?;
         let post = pipeline::restore_post_data(
             &pg_tools,
             &target_spec,
@@ -290,6 +338,9 @@ async fn take_backup(
                 e,
             )
         })?;
+        prepare::set_force_rls(&target, &forced_rls, true)
+            .await
+            .map_err(|e| target_failure("setting FORCE ROW LEVEL SECURITY again failed", e))?;
         Ok::<_, Error>(streamed.with_post_data(post))
     };
 
@@ -307,10 +358,13 @@ async fn take_backup(
         let manifest_session = conn::connect(&source_spec, APP_NAME)
             .await
             .map_err(|e| source_unreachable(&e))?;
-        let manifest =
+        let mut manifest =
             inspect::take_manifest_in_snapshot(&[&manifest_session], &snapshot_id, &selection)
                 .await
                 .map_err(|e| source_query(e, "taking the manifest"))?;
+        if let Some(definitions) = manifest.definitions.as_mut() {
+            definitions.sequences = sequence_floor.clone();
+        }
         drop(manifest_session);
         // Every importer has started (pg_dump at its start, the manifest just now): the snapshot ends
         // here, so the source's vacuum is held back no longer than the source is read.
@@ -330,12 +384,43 @@ async fn take_backup(
     // The first failure ends the step: the other half is dropped (and its children killed).
     let (piped, (manifest, known, second)) = tokio::try_join!(restore, checks)?;
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
+    notes.extend(large_objects::restore_owners(&target, &lo_owners).await);
+    notes.extend(large_objects::restore_grants(&target, &lo_grants).await);
+    let mut piped = piped;
+    let privileges = pipeline::privileges::statements(&pg_tools, &schema, cancel.clone())
+        .await
+        .map_err(|e| {
+            restore_failure(
+                "the privileges could not be read from the schema archive",
+                e,
+            )
+        })?;
+    let granted = pipeline::privileges::apply(&target, &privileges, &dumping_role).await;
+    tracing::info!(statements = granted.applied, "privileges restored");
+    if !granted.fatal.is_empty() {
+        return Err(restore_failure(
+            "the privileges (GRANT, REVOKE, default privileges) could not be restored into the branch",
+            pipeline::PipelineError::Restore {
+                errors: granted.fatal,
+                status: "privilege statements failed".into(),
+                stderr_tail: Vec::new(),
+            },
+        ));
+    }
+    piped.benign.extend(granted.benign);
+    notes.extend(
+        settings::apply(&target, &source_settings)
+            .await
+            .map_err(|e| {
+                target_failure("carrying the database and role settings over failed", e)
+            })?,
+    );
     drop(group);
 
     // 6. Verify the branch against the manifest (the tables were read above; materialized views and
     // object counts now that pg_restore is done), then keep the manifest in the branch.
     let group = actions.group("verify");
-    verify(
+    let actual = verify(
         config.verify,
         &[&target, &second],
         &manifest,
@@ -343,6 +428,15 @@ async fn take_backup(
         &known,
     )
     .await?;
+    // The stored manifest holds the branch's own sequence positions: a restore test compares exactly.
+    let mut manifest = manifest;
+    let refreshed = record_refreshed_views(&mut manifest, &actual);
+    for line in &refreshed {
+        tracing::warn!("{line}");
+    }
+    if let (Some(stored), Some(branch)) = (manifest.definitions.as_mut(), actual.definitions) {
+        stored.sequences = branch.sequences;
+    }
     drop(second);
     inspect::store_manifest(&target, &manifest)
         .await
@@ -373,7 +467,87 @@ async fn take_backup(
         pipeline: piped,
         duration: started.elapsed(),
         notes,
+        not_backed_up,
+        refreshed,
     })
+}
+
+/// Materialized views whose content on the branch differs from the source's (pg_restore refreshed them
+/// from the restored tables; the source's views were stale): the manifest records the branch's
+/// content, marked [`refreshed_on_restore`](crate::pg::manifest::TableFingerprint::refreshed_on_restore),
+/// and each gets a line for the report. They are not verified against the source.
+fn record_refreshed_views(manifest: &mut Manifest, branch: &Manifest) -> Vec<String> {
+    let mut lines = Vec::new();
+    for view in manifest
+        .tables
+        .iter_mut()
+        .filter(|t| t.kind == TableKind::MaterializedView)
+    {
+        let Some(restored) = branch.table(&view.schema, &view.name) else {
+            continue;
+        };
+        if restored.rows == view.rows && restored.checksum == view.checksum {
+            continue;
+        }
+        lines.push(format!(
+            "{}: refreshed on restore: {} rows on the branch, the source's view held {} (it was not refreshed since its tables changed); not verified against the source",
+            view.qualified_name(),
+            restored.rows,
+            view.rows
+        ));
+        view.rows = restored.rows;
+        view.checksum = restored.checksum.clone();
+        view.refreshed_on_restore = true;
+    }
+    lines
+}
+
+/// Fails, before anything is created, when the configured exclusions would leave a view or a foreign
+/// key without the table it needs: the restore would otherwise fail half-way on it.
+async fn check_exclusions(source: &Client, config: &crate::config::Config) -> Result<()> {
+    let content = &config.content;
+    if content.exclude_tables.is_empty() && content.exclude_table_data.is_empty() {
+        return Ok(());
+    }
+    let planned = content::select(source, content)
+        .await
+        .map_err(|e| source_query(e, "choosing the schemas"))?;
+    let broken = exclusions::dependents(
+        source,
+        &planned.schemas,
+        &planned.exclude_tables,
+        &planned.exclude_table_data,
+    )
+    .await
+    .map_err(|e| source_query(e, "checking the exclusions"))?;
+    if broken.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = broken.iter().map(|b| format!("  - {b}")).collect();
+    Err(Failure::new(format!(
+        "the configured exclusions (tables.exclude, tables.exclude-data) would break {} object(s) that depend on what they leave out:\n{}",
+        broken.len(),
+        list.join("\n")
+    ))
+    .impact("no backup was made; nothing was created on Neon")
+    .hint("exclude the dependent objects' tables too, or stop excluding what they depend on")
+    .into())
+}
+
+/// The report's lines for what the selection leaves out: each skipped schema, then each object in
+/// them a user may miss, by name.
+pub fn not_backed_up(selection: &Selection) -> Vec<String> {
+    selection
+        .skipped_schemas
+        .iter()
+        .map(|(schema, why)| format!("schema {schema}: {why}"))
+        .chain(
+            selection
+                .omitted
+                .iter()
+                .map(|(object, why)| format!("{object}: {why}")),
+        )
+        .collect()
 }
 
 /// Indexes from this size on the source (8 MiB) are built while other tables stream; smaller ones
@@ -389,12 +563,12 @@ async fn verify(
     expected: &Manifest,
     selection: &Selection,
     known: &inspect::KnownChecksums,
-) -> Result<()> {
+) -> Result<Manifest> {
     let actual = inspect::take_manifest_to_match_with(target, selection, expected, known)
         .await
         .map_err(|e| target_failure("reading the restored branch for verification failed", e))?;
     let mismatches: Vec<Mismatch> = expected
-        .compare(&actual)
+        .compare_with(&actual, SequenceRule::AtLeast)
         .into_iter()
         .filter(|m| !(level == VerifyLevel::Counts && matches!(m, Mismatch::Checksum { .. })))
         .collect();
@@ -408,7 +582,7 @@ async fn verify(
             rows = actual.total_rows(),
             "the branch matches the manifest"
         );
-        return Ok(());
+        return Ok(actual);
     }
     let list: Vec<String> = failing
         .iter()
@@ -475,9 +649,20 @@ fn target_failure(what: &str, e: impl std::error::Error + Send + Sync + 'static)
 /// Outputs and the job summary of a finished backup.
 pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
     let m = &outcome.manifest;
-    let data_tables = m.tables.iter().filter(|t| !t.data_excluded).count();
+    let data_tables = m
+        .tables
+        .iter()
+        .filter(|t| !t.data_excluded && !t.refreshed_on_restore)
+        .count();
+    let refreshed_note = match outcome.refreshed.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} materialized view{} refreshed on restore, not verified)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     let result = format!(
-        "backup {} verified: {} tables, {} rows, {} bytes in {:.1} s",
+        "backup {} verified: {} tables, {} rows, {} bytes in {:.1} s{refreshed_note}",
         outcome.branch_name,
         m.tables.len(),
         m.total_rows(),
@@ -497,6 +682,12 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .collect();
     for note in &harmless {
         ctx.actions.info(&format!("note: {note}"));
+    }
+    for line in &outcome.not_backed_up {
+        ctx.actions.info(&format!("not backed up: {line}"));
+    }
+    for line in &outcome.refreshed {
+        ctx.actions.warning(line);
     }
     report::write_outputs(
         &ctx.actions,
@@ -542,7 +733,7 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .map(|(k, v)| vec![k.to_string(), v.to_string()])
         .collect();
     let mut summary = format!(
-        "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data).\n\n\
+        "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data){refreshed_note}.\n\n\
          | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n| read from the source | {} |\n\n",
         outcome.branch_name,
         outcome.pipeline.bytes,
@@ -561,6 +752,18 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         summary.push_str("\n**Notes**\n\n");
         for n in outcome.notes.iter().chain(&harmless) {
             summary.push_str(&format!("- {}\n", n.replace('\n', " ")));
+        }
+    }
+    if !outcome.refreshed.is_empty() {
+        summary.push_str("\n**Refreshed on restore** (not verified against the source)\n\n");
+        for line in &outcome.refreshed {
+            summary.push_str(&format!("- {}\n", line.replace('\n', " ")));
+        }
+    }
+    if !outcome.not_backed_up.is_empty() {
+        summary.push_str("\n**Not backed up**\n\n");
+        for line in &outcome.not_backed_up {
+            summary.push_str(&format!("- {}\n", line.replace('\n', " ")));
         }
     }
     ctx.actions

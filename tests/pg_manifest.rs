@@ -140,6 +140,84 @@ fn selection_keeps_customer_schemas_and_skips_the_platform() {
     }
 }
 
+/// Schemas a user made whose names the Supabase platform also uses, and a user's table in a
+/// platform-owned schema.
+const USER_SCHEMAS_SQL: &str = r#"
+SET ROLE postgres;
+CREATE SCHEMA etl;
+CREATE TABLE etl.imports (id int PRIMARY KEY, payload text);
+INSERT INTO etl.imports SELECT g, 'row ' || g FROM pg_catalog.generate_series(1, 123) g;
+CREATE SCHEMA pgmq;
+CREATE TABLE pgmq.q_orders (msg_id bigint PRIMARY KEY, message jsonb);
+CREATE SCHEMA tiger;
+RESET ROLE;
+CREATE TABLE vault.user_notes (id int);
+ALTER TABLE vault.user_notes OWNER TO postgres;
+"#;
+
+#[test]
+fn schemas_are_skipped_by_ownership_and_what_is_left_out_is_named() {
+    for major in test_majors() {
+        let source = start_source(major);
+        source.psql("postgres", USER_SCHEMAS_SQL);
+        runtime().block_on(async {
+            let client = as_postgres(&source).await;
+            let s = select(&client, &ContentPolicy::default()).await.unwrap();
+            for kept in ["etl", "pgmq", "tiger", "vault", "public"] {
+                assert!(
+                    s.schemas.iter().any(|x| x == kept),
+                    "PG{major}: {kept} not selected: {:?}",
+                    s.schemas
+                );
+            }
+            for skipped in ["cron", "net", "graphql", "realtime", "extensions"] {
+                assert!(
+                    s.skipped_schemas.iter().any(|(n, _)| n == skipped),
+                    "PG{major}: {skipped} not skipped: {:?}",
+                    s.skipped_schemas
+                );
+            }
+            let omitted: Vec<String> = s.omitted.iter().map(|(o, why)| format!("{o}: {why}")).collect();
+            assert!(
+                omitted.iter().any(|l| l.starts_with("cron.job: pg_cron's scheduled jobs")),
+                "PG{major}: {omitted:?}"
+            );
+            assert!(
+                omitted.iter().any(|l| l.starts_with("net.http_request_queue: ")),
+                "PG{major}: {omitted:?}"
+            );
+            // Empty platform tables and platform-generated data are not worth a line.
+            assert!(!omitted.iter().any(|l| l.starts_with("net._http_response")), "PG{major}: {omitted:?}");
+            assert!(!omitted.iter().any(|l| l.starts_with("graphql.")), "PG{major}: {omitted:?}");
+
+            // Once the user's table is gone, vault is the platform's again, and its secrets are named.
+            source.psql("postgres", "DROP TABLE vault.user_notes");
+            let s = select(&client, &ContentPolicy::default()).await.unwrap();
+            assert!(!s.schemas.iter().any(|x| x == "vault"), "PG{major}: {:?}", s.schemas);
+            assert!(
+                s.omitted.contains(&(
+                    "vault.secrets".to_string(),
+                    "encrypted with a key that exists only on the Supabase server".to_string()
+                )),
+                "PG{major}: {:?}",
+                s.omitted
+            );
+
+            // A user's table in a schema the user excluded is named too.
+            let policy = ContentPolicy {
+                exclude_schemas: vec!["etl".into()],
+                ..Default::default()
+            };
+            let s = select(&client, &policy).await.unwrap();
+            assert!(
+                s.omitted.iter().any(|(o, why)| o == "etl.imports" && why.contains("excluded by configuration")),
+                "PG{major}: {:?}",
+                s.omitted
+            );
+        });
+    }
+}
+
 /// Only the probe table differs between two manifests, and only as `expected`.
 fn assert_only(major: u32, mismatches: &[Mismatch], expected: &[Mismatch]) {
     assert_eq!(mismatches, expected, "PG{major}");
@@ -183,23 +261,31 @@ fn manifest_is_stable_and_sees_changed_deleted_rows_and_dropped_policies() {
             );
             assert_ne!(deleted.table("public", "manifest_probe").unwrap().checksum, probe.checksum);
 
-            // A dropped policy changes the policy count, nothing else.
-            let policy = source.psql(
+            // A dropped policy changes the policy count and is named, nothing else.
+            let row = source.psql(
                 "postgres",
-                "SELECT pg_catalog.format('%I ON %I.%I', pol.polname, n.nspname, c.relname) FROM pg_policy pol \
+                "SELECT pg_catalog.format('%I ON %I.%I', pol.polname, n.nspname, c.relname) || '|' || \
+                        pol.polname || '|' || n.nspname || '.' || c.relname FROM pg_policy pol \
                  JOIN pg_class c ON c.oid = pol.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = 'public' ORDER BY 1 LIMIT 1",
             );
-            source.psql("postgres", &format!("DROP POLICY {}", policy.trim()));
+            let parts: Vec<&str> = row.trim().split('|').collect();
+            source.psql("postgres", &format!("DROP POLICY {}", parts[0]));
             let dropped = take_manifest(&[&client], &selection).await.unwrap();
             assert_only(
                 major,
                 &deleted.compare(&dropped),
-                &[Mismatch::ObjectCount {
-                    kind: "policies",
-                    expected: first.objects.policies,
-                    actual: first.objects.policies - 1,
-                }],
+                &[
+                    Mismatch::ObjectCount {
+                        kind: "policies",
+                        expected: first.objects.policies,
+                        actual: first.objects.policies - 1,
+                    },
+                    Mismatch::Definition {
+                        object: format!("policy \"{}\" on {}", parts[1], parts[2]),
+                        detail: "missing".into(),
+                    },
+                ],
             );
 
             // Two connections sharing one snapshot read the same manifest as one.

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use supaneon_sync::branches;
+use supaneon_sync::neon::CreateBranch;
 use supaneon_testkit::send_signal;
+use supaneon_testkit::test_majors;
 use support::cli::{wait_until, Run};
 use support::restore::{
-    branch_password, create_owned_branch, create_plain_branch, failed_checks, next_second,
-    restore_test_branches, with_health_checks,
+    branch_password, create_owned_branch, create_plain_branch, failed_checks, neon_client,
+    next_second, restore_test_branches, with_health_checks,
 };
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
@@ -196,7 +198,11 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
     assert_no_secret(&run);
     assert_eq!(
         failed_checks(&run),
-        set(&["public.orders: rows and checksum", "policies"]),
+        set(&[
+            "public.orders: rows and checksum",
+            "policies",
+            "policy \"Users can update own profile\" on public.profiles"
+        ]),
         "{}",
         run.describe()
     );
@@ -208,7 +214,7 @@ async fn restore_tests_pass_on_a_fresh_backup_and_fail_exactly_what_was_tampered
             run.describe()
         );
     }
-    assert_eq!(run.output("checks-failed").as_deref(), Some("2"));
+    assert_eq!(run.output("checks-failed").as_deref(), Some("3"));
     let kept_now = run.output("test-branch").expect("test-branch output");
     assert_ne!(kept_now, kept);
     // The role's password on the branch the run connected to shows nowhere.
@@ -358,4 +364,163 @@ async fn api_errors_and_cancellation_leave_no_test_branch_and_a_dead_branch_is_k
     let password = branch_password(&world, &kept).await;
     run.assert_never_shows(&password);
     assert_no_secret(&run);
+}
+
+/// One way to tamper with a backup after the fact, and the checks restore-test must fail for it.
+struct Tampering {
+    sql: &'static str,
+    failed: &'static [&'static str],
+    detail: &'static str,
+}
+
+const TAMPERINGS: &[Tampering] = &[
+    Tampering {
+        sql: "ALTER TABLE public.todos DISABLE ROW LEVEL SECURITY",
+        failed: &["table public.todos"],
+        detail: "row level security disabled, expected enabled",
+    },
+    Tampering {
+        sql: "ALTER TABLE public.orders NO FORCE ROW LEVEL SECURITY",
+        failed: &["table public.orders"],
+        detail: "FORCE row level security disabled, expected enabled",
+    },
+    Tampering {
+        sql: "SELECT setval('public.orders_order_no_seq', 1)",
+        failed: &["sequence public.orders_order_no_seq"],
+        detail: "at 1, expected at",
+    },
+    Tampering {
+        sql: "ALTER TABLE public.todos ALTER COLUMN id RESTART WITH 1",
+        failed: &["sequence public.todos_id_seq"],
+        detail: "never used (nextval not called), expected at",
+    },
+    Tampering {
+        sql: "ALTER POLICY \"Individuals can view their own todos\" ON public.todos USING (true)",
+        failed: &["policy \"Individuals can view their own todos\" on public.todos"],
+        detail: "USING differs",
+    },
+    Tampering {
+        sql: "ALTER TABLE public.todos ALTER COLUMN user_id DROP DEFAULT",
+        failed: &["column user_id of table public.todos"],
+        detail: "default differs",
+    },
+    Tampering {
+        sql: "ALTER TABLE public.todos ALTER COLUMN task DROP NOT NULL",
+        failed: &["column task of table public.todos"],
+        detail: "NOT NULL differs",
+    },
+    Tampering {
+        sql: "ALTER TABLE public.todos DISABLE TRIGGER USER",
+        failed: &["trigger todos_audit on public.todos"],
+        detail: "disabled, expected enabled",
+    },
+    Tampering {
+        sql: "CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE \
+              AS $$ SELECT '00000000-0000-0000-0000-000000000001'::uuid $$",
+        failed: &["function auth.uid()"],
+        detail: "definition differs",
+    },
+    Tampering {
+        sql: "ALTER FUNCTION public.handle_new_user() SECURITY INVOKER",
+        failed: &["function public.handle_new_user()"],
+        detail: "SECURITY INVOKER, expected SECURITY DEFINER",
+    },
+    Tampering {
+        sql: "DROP POLICY \"Admins see every todo\" ON public.todos",
+        failed: &[
+            "policy \"Admins see every todo\" on public.todos",
+            "policies",
+        ],
+        detail: "missing",
+    },
+    Tampering {
+        sql: "ALTER POLICY \"Owners read their orders\" ON public.orders TO anon",
+        failed: &["policy \"Owners read their orders\" on public.orders"],
+        detail: "roles differs",
+    },
+    Tampering {
+        sql: "REVOKE SELECT ON public.todos FROM authenticated",
+        failed: &["privileges on table public.todos"],
+        detail: "missing grants authenticated:SELECT",
+    },
+    Tampering {
+        sql: "COMMENT ON TABLE public.profiles IS 'changed'",
+        failed: &["comment on table public.profiles"],
+        detail: "not in the manifest",
+    },
+];
+
+/// Each tampering, on its own copy of one verified backup: restore-test exits 1 and fails exactly the
+/// checks that name the changed object.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_test_names_every_definition_tampered_with() {
+    for major in test_majors() {
+        let world = World::start(major).await;
+        // FORCE RLS on a table the source's owner bypasses anyway (BYPASSRLS), as on Supabase.
+        world.source.psql(
+            "postgres",
+            "ALTER TABLE public.orders FORCE ROW LEVEL SECURITY",
+        );
+        let good = backup(&world);
+        let good_id = world.branch(&good).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (i, tampering) in TAMPERINGS.iter().enumerate() {
+            // A copy of the backup under a (later) backup name, tampered with.
+            let name = branches::backup_name(Utc::now() + chrono::Duration::hours(1 + i as i64));
+            neon_client(&world)
+                .create_branch(&CreateBranch {
+                    name: name.clone(),
+                    parent_id: Some(good_id.clone()),
+                    expires_at: None,
+                    annotations: Default::default(),
+                    with_endpoint: true,
+                })
+                .await
+                .unwrap();
+            world.psql_branch(&name, tampering.sql);
+            let run = world.cli().run(&["restore-test", "--backup", &name]);
+            assert_eq!(
+                run.code,
+                1,
+                "PG {major}: {}\n{}",
+                tampering.sql,
+                run.describe()
+            );
+            assert_no_secret(&run);
+            assert_eq!(
+                failed_checks(&run),
+                set(tampering.failed),
+                "PG {major}: {}\n{}",
+                tampering.sql,
+                run.describe()
+            );
+            let line = format!("| {} | ❌ FAIL | {}", tampering.failed[0], tampering.detail);
+            assert!(
+                run.summary.contains(&line),
+                "PG {major}: {line}\n{}",
+                run.summary
+            );
+            // The plan allows 10 branches: the kept test branch and the copy go.
+            let kept = run
+                .output("test-branch")
+                .expect("the failed test branch is kept");
+            for branch in [kept.as_str(), name.as_str()] {
+                let id = world.branch(branch).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                neon_client(&world).delete_branch(&id).await.unwrap();
+            }
+        }
+        // The untouched backup still passes.
+        let run = world.cli().run(&["restore-test", "--backup", &good]);
+        assert_eq!(run.code, 0, "PG {major}: {}", run.describe());
+        assert!(
+            run.summary.contains("| definitions | ✅ pass |"),
+            "{}",
+            run.summary
+        );
+    }
 }

@@ -4,16 +4,24 @@
 //! An include-list rather than an exclude-list keeps Supabase's platform objects out of the dump:
 //! with `-n`, pg_dump emits no `CREATE EXTENSION`, event trigger or publication (supabase-notes §6),
 //! which a Neon role could not restore.
+//!
+//! A schema is left out by ownership, never by its name alone: when an extension created it, or when
+//! its name is one the Supabase platform uses *and* it holds nothing a user role owns. A user's
+//! `etl` or `pgmq` schema is backed up like any other. What is left out and holds data a user may
+//! miss (pg_cron's jobs, Vault's secrets, a user's table in a platform schema) is listed by name,
+//! with the reason, in [`Selection::omitted`].
 
 use tokio_postgres::GenericClient;
 
+use crate::pg::exclusions;
 use crate::pg::inspect::{InspectError, OWN_SCHEMA};
 use crate::pg::manifest::Manifest;
 
-/// Schemas Supabase's platform owns, never dumped unless the user includes them by name. This is the
-/// Supabase CLI's `InternalSchemas` list without the schemas we keep by default (`auth`, `storage`,
-/// `supabase_functions`: customer triggers call `supabase_functions.http_request`;
-/// `supabase_migrations`: the customer's migration history). A trailing `*` matches any suffix.
+/// Names of schemas Supabase's platform creates. This is the Supabase CLI's `InternalSchemas` list
+/// without the schemas we keep by default (`auth`, `storage`, `supabase_functions`: customer triggers
+/// call `supabase_functions.http_request`; `supabase_migrations`: the customer's migration history).
+/// A trailing `*` matches any suffix. A schema of such a name is left out only when it holds no object
+/// a user role owns (see [`SchemaFacts`]); a user's own `etl` is backed up.
 pub const PLATFORM_SCHEMAS: &[&str] = &[
     "_analytics",
     "_realtime",
@@ -38,6 +46,44 @@ pub const PLATFORM_SCHEMAS: &[&str] = &[
     "timescaledb_*",
     "topology",
     "vault",
+];
+
+/// Roles of the Supabase platform (supabase-notes §1.1): what they own is not the user's. A trailing
+/// `*` matches any suffix.
+pub const PLATFORM_ROLES: &[&str] = &[
+    "supabase_*",
+    "dashboard_user",
+    "pgbouncer",
+    "pgsodium_key*",
+    "pgtle_admin",
+];
+
+/// Tables of platform schemas whose rows users create, and why they are not backed up.
+pub const KNOWN_PLATFORM_DATA: &[(&str, &str)] = &[
+    (
+        "vault.secrets",
+        "encrypted with a key that exists only on the Supabase server",
+    ),
+    (
+        "pgsodium.key",
+        "pgsodium's keys, derived from a root key that exists only on the Supabase server",
+    ),
+    (
+        "cron.job",
+        "pg_cron's scheduled jobs; schedule them again on the target with cron.schedule()",
+    ),
+    (
+        "cron.job_run_details",
+        "pg_cron's run history, kept by the Supabase server",
+    ),
+    (
+        "net.http_request_queue",
+        "pg_net's pending HTTP requests, sent by the Supabase server",
+    ),
+    (
+        "net._http_response",
+        "pg_net's HTTP responses (an unlogged cache)",
+    ),
 ];
 
 /// Migration ledgers of Supabase services: their rows describe the source's service versions, and the
@@ -88,10 +134,17 @@ pub struct Selection {
     pub exclude_table_data: Vec<String>,
     /// Source schemas not dumped, with the reason, for the report.
     pub skipped_schemas: Vec<(String, &'static str)>,
+    /// Objects in schemas not dumped that a user may miss (`schema.table`, why), for the report:
+    /// tables a user role owns, and platform tables holding rows users create ([`KNOWN_PLATFORM_DATA`],
+    /// extension configuration tables).
+    pub omitted: Vec<(String, String)>,
+    /// Roles whose privileges the manifest fingerprints besides PUBLIC: those the target is prepared
+    /// with (set by the backup once the target is prepared; from the manifest for a restore test).
+    pub privilege_roles: Vec<String>,
 }
 
 pub const WHY_SYSTEM: &str = "system schema";
-pub const WHY_PLATFORM: &str = "Supabase platform schema";
+pub const WHY_PLATFORM: &str = "Supabase platform schema, holding nothing a user role owns";
 pub const WHY_EXTENSION: &str = "created by an extension";
 pub const WHY_OWN: &str = "supaneon-sync's own schema";
 pub const WHY_EXCLUDED: &str = "excluded by configuration";
@@ -114,6 +167,12 @@ impl Selection {
                 .map(|t| t.qualified_name())
                 .collect(),
             skipped_schemas: Vec::new(),
+            omitted: Vec::new(),
+            privilege_roles: manifest
+                .definitions
+                .as_ref()
+                .map(|d| d.privilege_roles.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -161,19 +220,50 @@ fn is_system(name: &str) -> bool {
     name == "information_schema" || name.starts_with("pg_")
 }
 
-fn is_platform(name: &str) -> bool {
+fn is_platform_name(name: &str) -> bool {
     PLATFORM_SCHEMAS.iter().any(|p| matches(p, name))
 }
 
+/// Is `role` one of the Supabase platform's roles?
+pub fn is_platform_role(role: &str) -> bool {
+    PLATFORM_ROLES.iter().any(|p| matches(p, role))
+}
+
+/// What the catalog says about one source schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaFacts {
+    pub name: String,
+    /// The schema itself belongs to an extension (`pg_depend` deptype `e`).
+    pub extension_owned: bool,
+    /// Its owner is a platform role ([`PLATFORM_ROLES`]).
+    pub platform_owned: bool,
+    /// Relations and functions in it that no extension owns and no platform role owns.
+    pub user_objects: i64,
+    /// Relations and functions in it that an extension or a platform role owns.
+    pub platform_objects: i64,
+}
+
+impl SchemaFacts {
+    /// A schema of the platform: it has a platform name and holds nothing of a user's; a user-owned
+    /// schema of such a name counts only when it holds platform objects (Supabase's `extensions` is
+    /// owned by `postgres` but holds only the extensions' objects). A user's empty schema is kept.
+    fn is_platform(&self) -> bool {
+        is_platform_name(&self.name)
+            && self.user_objects == 0
+            && (self.platform_owned || self.platform_objects > 0)
+    }
+}
+
 /// Why a source schema is not dumped under `policy`, or `None` if it is.
-fn skip_reason(policy: &ContentPolicy, name: &str, extension_owned: bool) -> Option<&'static str> {
+fn skip_reason(policy: &ContentPolicy, facts: &SchemaFacts) -> Option<&'static str> {
+    let name = facts.name.as_str();
     if is_system(name) {
         return Some(WHY_SYSTEM);
     }
     if name == OWN_SCHEMA {
         return Some(WHY_OWN);
     }
-    if extension_owned {
+    if facts.extension_owned {
         return Some(WHY_EXTENSION);
     }
     if policy.exclude_schemas.iter().any(|p| matches(p, name)) {
@@ -187,7 +277,7 @@ fn skip_reason(policy: &ContentPolicy, name: &str, extension_owned: bool) -> Opt
             Some(WHY_NOT_INCLUDED)
         };
     }
-    if is_platform(name) {
+    if facts.is_platform() {
         return Some(WHY_PLATFORM);
     }
     if name == "auth" && !policy.keep_auth {
@@ -199,49 +289,201 @@ fn skip_reason(policy: &ContentPolicy, name: &str, extension_owned: bool) -> Opt
     None
 }
 
-/// Resolves `policy` against the source's schemas (one catalog query). Fails when `include_schemas`
-/// names a schema the source does not have.
+/// The catalog facts of every source schema ([`SchemaFacts`]), in one query.
+const SCHEMA_FACTS_SQL: &str = "\
+WITH platform_roles AS ( \
+  SELECT oid FROM pg_catalog.pg_roles WHERE rolname::text LIKE ANY ($1::text[])), \
+members AS ( \
+  SELECT classid, objid FROM pg_catalog.pg_depend WHERE deptype = 'e'), \
+objects AS ( \
+  SELECT c.relnamespace AS nsp, c.relowner AS owner, 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid \
+    FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+  UNION ALL \
+  SELECT p.pronamespace, p.proowner, 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid FROM pg_catalog.pg_proc p), \
+classified AS ( \
+  SELECT o.nsp, (EXISTS (SELECT 1 FROM members m WHERE m.classid = o.classid AND m.objid = o.oid) \
+                 OR o.owner IN (SELECT oid FROM platform_roles)) AS platform \
+    FROM objects o) \
+SELECT n.nspname::text, \
+       EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass \
+                                          AND m.objid = n.oid), \
+       n.nspowner IN (SELECT oid FROM platform_roles), \
+       (SELECT count(*) FROM classified k WHERE k.nsp = n.oid AND NOT k.platform), \
+       (SELECT count(*) FROM classified k WHERE k.nsp = n.oid AND k.platform) \
+  FROM pg_catalog.pg_namespace n \
+ WHERE n.nspname !~ '^pg_(toast|temp_|toast_temp_)'";
+
+/// `PLATFORM_ROLES` as LIKE patterns.
+fn platform_role_patterns() -> Vec<String> {
+    PLATFORM_ROLES
+        .iter()
+        .map(|p| match p.strip_suffix('*') {
+            Some(prefix) => format!("{}%", prefix.replace('_', "\\_")),
+            None => p.replace('_', "\\_"),
+        })
+        .collect()
+}
+
+/// Resolves `policy` against the source's schemas, and lists by name what the schemas left out hold
+/// that a user may miss. Fails when `include_schemas` names a schema the source does not have.
 pub async fn select(
     client: &impl GenericClient,
     policy: &ContentPolicy,
 ) -> Result<Selection, InspectError> {
+    let query_failed = |what: &str| {
+        let what = what.to_string();
+        move |source| InspectError::Query { what, source }
+    };
+    let rows = client
+        .query(SCHEMA_FACTS_SQL, &[&platform_role_patterns()])
+        .await
+        .map_err(query_failed("listing the source's schemas"))?;
+    let source: Vec<SchemaFacts> = rows
+        .iter()
+        .map(|r| SchemaFacts {
+            name: r.get(0),
+            extension_owned: r.get(1),
+            platform_owned: r.get(2),
+            user_objects: r.get(3),
+            platform_objects: r.get(4),
+        })
+        .collect();
+    let mut selection = resolve(policy, source)?;
+    // Partitions and child tables follow their parent: pg_dump 15 would dump them on their own.
+    let in_selection = |t: &String| {
+        t.split_once('.')
+            .is_some_and(|(s, _)| selection.schemas.iter().any(|x| x == s))
+    };
+    let tables = exclusions::with_descendants(client, &selection.exclude_tables).await?;
+    let tables: Vec<String> = tables.into_iter().filter(in_selection).collect();
+    let data = exclusions::with_descendants(client, &selection.exclude_table_data).await?;
+    let data: Vec<String> = data
+        .into_iter()
+        .filter(in_selection)
+        .filter(|t| !tables.contains(t))
+        .collect();
+    selection.exclude_tables = tables;
+    selection.exclude_table_data = data;
+    selection.omitted = omitted_tables(client, &selection).await?;
+    Ok(selection)
+}
+
+/// Tables of the skipped schemas worth a line in the report: those a user role owns (always), and
+/// platform tables users fill ([`KNOWN_PLATFORM_DATA`], extension configuration tables) when they hold
+/// rows. Only tables the role may read, and whose RLS it bypasses, are probed for rows (an error
+/// would end the snapshot; with `row_security = off` a policy is an error).
+async fn omitted_tables(
+    client: &impl GenericClient,
+    selection: &Selection,
+) -> Result<Vec<(String, String)>, InspectError> {
+    let skipped: Vec<String> = selection
+        .skipped_schemas
+        .iter()
+        .filter(|(_, why)| *why != WHY_OWN)
+        .map(|(n, _)| n.clone())
+        .collect();
+    if skipped.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = client
         .query(
-            "SELECT n.nspname::text, EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                 WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass \
-                   AND d.objid = n.oid AND d.deptype = 'e') \
-             FROM pg_catalog.pg_namespace n",
-            &[],
+            "SELECT n.nspname::text, c.relname::text, pg_catalog.pg_get_userbyid(c.relowner)::text, \
+                    NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                                   AND d.objid = c.oid AND d.deptype = 'e') \
+                      AND NOT pg_catalog.pg_get_userbyid(c.relowner)::text LIKE ANY ($2::text[]) AS user_owned, \
+                    (SELECT e.extname::text FROM pg_catalog.pg_extension e \
+                      WHERE c.oid = ANY (e.extconfig)) AS config_of, \
+                    pg_catalog.has_table_privilege(c.oid, 'SELECT') \
+                      AND (NOT c.relrowsecurity OR (SELECT r.rolsuper OR r.rolbypassrls \
+                            FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)) AS readable \
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = ANY ($1::text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+              ORDER BY 1, 2",
+            &[&skipped, &platform_role_patterns()],
         )
         .await
         .map_err(|source| InspectError::Query {
-            what: "listing the source's schemas".into(),
+            what: "listing the tables of the schemas left out".into(),
             source,
         })?;
-    let source: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    resolve(policy, source)
+    let mut omitted = Vec::new();
+    for row in rows {
+        let (schema, table, owner): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let (user_owned, config_of, readable): (bool, Option<String>, bool) =
+            (row.get(3), row.get(4), row.get(5));
+        let qualified = format!("{schema}.{table}");
+        let why_schema = selection
+            .skipped_schemas
+            .iter()
+            .find(|(n, _)| *n == schema)
+            .map(|(_, why)| *why)
+            .unwrap_or(WHY_PLATFORM);
+        if user_owned {
+            omitted.push((
+                qualified,
+                format!("a table of {owner}'s in schema {schema}, which is not backed up ({why_schema}); name the schema in include-schemas to keep it"),
+            ));
+            continue;
+        }
+        let known_why = KNOWN_PLATFORM_DATA
+            .iter()
+            .find(|(t, _)| *t == qualified)
+            .map(|(_, why)| why.to_string());
+        let why = match (known_why, config_of) {
+            (Some(why), _) => why,
+            (None, Some(ext)) => format!(
+                "configuration data of extension {ext}, which is not backed up ({why_schema})"
+            ),
+            (None, None) => continue,
+        };
+        if !readable {
+            omitted.push((
+                qualified,
+                format!("{why} (it could not be read to check for rows)"),
+            ));
+            continue;
+        }
+        let probe = format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.{})",
+            crate::pg::inspect::quote_ident(&schema),
+            crate::pg::inspect::quote_ident(&table)
+        );
+        let has_rows: bool = client
+            .query_one(&probe, &[])
+            .await
+            .map_err(|source| InspectError::Query {
+                what: format!("checking {qualified} for rows"),
+                source,
+            })?
+            .get(0);
+        if has_rows {
+            omitted.push((qualified, why));
+        }
+    }
+    Ok(omitted)
 }
 
-/// The pure part of [`select`]: `source` is every schema with whether an extension owns it.
+/// The pure part of [`select`]: `source` describes every schema.
 pub fn resolve(
     policy: &ContentPolicy,
-    mut source: Vec<(String, bool)>,
+    mut source: Vec<SchemaFacts>,
 ) -> Result<Selection, InspectError> {
     if let Some(missing) = policy
         .include_schemas
         .iter()
-        .find(|s| !source.iter().any(|(n, _)| n == *s))
+        .find(|s| !source.iter().any(|f| f.name == **s))
     {
         return Err(InspectError::UnknownSchema(missing.clone()));
     }
-    source.sort();
+    source.sort_by(|a, b| a.name.cmp(&b.name));
     let mut selection = Selection::default();
-    for (name, extension_owned) in source {
-        match skip_reason(policy, &name, extension_owned) {
-            None => selection.schemas.push(name),
+    for facts in source {
+        match skip_reason(policy, &facts) {
+            None => selection.schemas.push(facts.name),
             // System schemas are not worth a line in a report.
             Some(WHY_SYSTEM) => {}
-            Some(why) => selection.skipped_schemas.push((name, why)),
+            Some(why) => selection.skipped_schemas.push((facts.name, why)),
         }
     }
     let in_selection = |table: &&String| {
@@ -277,27 +519,61 @@ fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn supabase_like() -> Vec<(String, bool)> {
-        [
-            ("public", false),
-            ("auth", false),
-            ("storage", false),
-            ("realtime", false),
-            ("extensions", false),
-            ("vault", false),
-            ("graphql", true),
-            ("pg_catalog", false),
-            ("pg_toast", false),
-            ("information_schema", false),
-            ("supabase_functions", false),
-            ("supabase_migrations", false),
-            ("app_private", false),
-            ("timescaledb_information", false),
-            ("supaneon_sync", false),
-        ]
-        .into_iter()
-        .map(|(n, e)| (n.to_string(), e))
-        .collect()
+    /// (name, extension-owned, platform-owned, user objects, platform objects)
+    fn facts(rows: &[(&str, bool, bool, i64, i64)]) -> Vec<SchemaFacts> {
+        rows.iter()
+            .map(|&(n, e, p, u, k)| SchemaFacts {
+                name: n.to_string(),
+                extension_owned: e,
+                platform_owned: p,
+                user_objects: u,
+                platform_objects: k,
+            })
+            .collect()
+    }
+
+    fn supabase_like() -> Vec<SchemaFacts> {
+        facts(&[
+            ("public", false, false, 10, 0),
+            ("auth", false, true, 0, 20),
+            ("storage", false, true, 0, 10),
+            ("realtime", false, true, 0, 12),
+            // Supabase's `extensions` is owned by postgres but holds only the extensions' objects.
+            ("extensions", false, false, 0, 80),
+            ("vault", false, true, 0, 3),
+            ("graphql", true, true, 0, 5),
+            ("pg_catalog", false, true, 0, 3000),
+            ("pg_toast", false, true, 0, 0),
+            ("information_schema", false, true, 0, 60),
+            ("supabase_functions", false, true, 0, 4),
+            ("supabase_migrations", false, false, 2, 0),
+            ("app_private", false, false, 3, 0),
+            ("timescaledb_information", false, true, 0, 9),
+            ("supaneon_sync", false, false, 1, 0),
+            // A user's schemas that happen to carry platform names.
+            ("etl", false, false, 1, 0),
+            ("pgmq", false, false, 4, 0),
+            ("tiger", false, false, 0, 0),
+            // A user's table inside a platform-owned schema is reported, the schema is not dumped.
+            ("cron", false, true, 1, 2),
+        ])
+    }
+
+    #[test]
+    fn user_schemas_are_kept_whatever_their_name() {
+        let s = resolve(&ContentPolicy::default(), supabase_like()).unwrap();
+        for kept in ["etl", "pgmq", "tiger"] {
+            assert!(
+                s.schemas.iter().any(|n| n == kept),
+                "{kept}: {:?}",
+                s.schemas
+            );
+        }
+        let skipped: Vec<_> = s.skipped_schemas.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(skipped.contains(&"extensions"), "{skipped:?}");
+        assert!(skipped.contains(&"vault"), "{skipped:?}");
+        // A platform-owned schema holding a user's table is kept rather than lost.
+        assert!(s.schemas.iter().any(|n| n == "cron"), "{:?}", s.schemas);
     }
 
     #[test]
@@ -308,10 +584,14 @@ mod tests {
             [
                 "app_private",
                 "auth",
+                "cron",
+                "etl",
+                "pgmq",
                 "public",
                 "storage",
                 "supabase_functions",
-                "supabase_migrations"
+                "supabase_migrations",
+                "tiger"
             ]
         );
         assert_eq!(s.exclude_table_data, LEDGER_TABLES);
@@ -364,6 +644,8 @@ mod tests {
             exclude_tables: vec!["public.Big Table".into()],
             exclude_table_data: vec!["auth.schema_migrations".into()],
             skipped_schemas: vec![],
+            omitted: vec![],
+            privilege_roles: vec![],
         };
         assert_eq!(
             s.pg_dump_args(),

@@ -21,9 +21,12 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use futures_util::future::try_join_all;
 use tokio_postgres::types::Json;
-use tokio_postgres::{Client, GenericClient, SimpleQueryMessage};
+use tokio_postgres::{Client, GenericClient};
+
+mod rows;
+
+use rows::read_fingerprints;
 
 use crate::pg::content::Selection;
 use crate::pg::manifest::{
@@ -400,6 +403,8 @@ struct Relation {
     pages: i64,
     /// Every column type can be hashed by [`ChecksumMethod::Record`].
     record_hashable: bool,
+    /// FORCE ROW LEVEL SECURITY: even its owner reads it through the policies.
+    force_rls: bool,
     /// Its rows are still to be read (set when planning).
     read: bool,
 }
@@ -433,6 +438,17 @@ async fn manifest_in_transaction(
         }
     }
     read_fingerprints(workers, &mut tables).await?;
+    let large_objects =
+        Some(crate::pg::large_objects::fingerprint(catalog, &selection.privilege_roles).await?);
+    let mut definitions = crate::pg::fingerprints::take(
+        catalog,
+        &schemas,
+        &selection.exclude_tables,
+        &selection.privilege_roles,
+    )
+    .await?;
+    definitions.sequences =
+        crate::pg::fingerprints::sequences(catalog, &schemas, &selection.exclude_tables).await?;
     Ok(Manifest {
         format: MANIFEST_FORMAT,
         taken_at: Utc::now(),
@@ -440,6 +456,8 @@ async fn manifest_in_transaction(
         schemas,
         tables: tables.into_iter().map(|(fp, _)| fp).collect(),
         objects,
+        large_objects,
+        definitions: Some(definitions),
     })
 }
 
@@ -533,103 +551,11 @@ fn plan_fingerprints(
                 checksum: String::new(),
                 checksum_method,
                 data_excluded,
+                refreshed_on_restore: false,
             };
             (fp, rel)
         })
         .collect()
-}
-
-/// Fills in rows and checksum of every planned relation marked `read`, shared out between `workers`:
-/// largest first, each to the least-loaded connection.
-async fn read_fingerprints(
-    workers: &[&Client],
-    tables: &mut [(TableFingerprint, Relation)],
-) -> Result<(), InspectError> {
-    let mut to_read: Vec<(usize, i64)> = tables
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, rel))| rel.read)
-        .map(|(i, (_, rel))| (i, rel.pages))
-        .collect();
-    to_read.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut shares: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); workers.len()];
-    for (index, pages) in to_read {
-        let lightest = shares
-            .iter_mut()
-            .min_by_key(|(load, _)| *load)
-            .expect("at least one worker");
-        lightest.0 += pages.max(1);
-        lightest.1.push(index);
-    }
-    let planned: &[(TableFingerprint, Relation)] = tables;
-    let readers = workers.iter().zip(&shares).map(|(client, (_, indexes))| {
-        let jobs = indexes.iter().map(|&i| {
-            let (fp, rel) = &planned[i];
-            async move {
-                fingerprint(client, &rel.schema, &rel.name, fp.checksum_method)
-                    .await
-                    .map(|fp| (i, fp))
-            }
-        });
-        // One connection pipelines its statements: no round trip per table.
-        try_join_all(jobs)
-    });
-    let results: Vec<(usize, (i64, String))> =
-        try_join_all(readers).await?.into_iter().flatten().collect();
-    for (i, (rows, checksum)) in results {
-        tables[i].0.rows = rows;
-        tables[i].0.checksum = checksum;
-    }
-    Ok(())
-}
-
-/// Row count and order-independent checksum of one table (`FROM ONLY`: partitions and inheritance
-/// children are fingerprinted on their own). The checksum sums a 64-bit hash of each row; `sum(int8)`
-/// is exact (numeric result), so it cannot overflow. A simple query: one round trip, no prepared
-/// statement.
-///
-/// Measured on 200k rows of mixed types (PG 15, busy 2-core host): `hashtextextended` of the text form
-/// 0.50 s, `md5` folded to 64 bits 1.0 s; the row-to-text rendering dominates either way. On the
-/// benchmark's 1.6 GB, `hash_record_extended` (no rendering) takes about half the time of the text
-/// form. `r.*`, not `r`: a column named `r` would shadow the whole-row reference.
-async fn fingerprint(
-    client: &Client,
-    schema: &str,
-    name: &str,
-    method: ChecksumMethod,
-) -> Result<(i64, String), InspectError> {
-    let row_hash = match method {
-        ChecksumMethod::Text => "pg_catalog.hashtextextended(r.*::pg_catalog.text, 0)",
-        ChecksumMethod::Record => "pg_catalog.hash_record_extended(r.*, 0)",
-    };
-    let sql = format!(
-        "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum({row_hash}), 0) FROM ONLY {} AS r",
-        quote_qualified(schema, name)
-    );
-    let what = || format!("reading table {schema}.{name}");
-    let messages = client
-        .simple_query(&sql)
-        .await
-        .map_err(|source| InspectError::Query {
-            what: what(),
-            source,
-        })?;
-    let row = messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .ok_or_else(|| InspectError::unexpected(what(), "no row"))?;
-    let rows = row
-        .get(0)
-        .and_then(|v| v.parse::<i64>().ok())
-        .ok_or_else(|| InspectError::unexpected(what(), "count is not a number"))?;
-    let checksum = row
-        .get(1)
-        .ok_or_else(|| InspectError::unexpected(what(), "checksum is NULL"))?
-        .to_string();
-    Ok((rows, checksum))
 }
 
 /// The schemas of `wanted` that exist here, sorted.
@@ -653,7 +579,8 @@ async fn relations(
 ) -> Result<Vec<Relation>, InspectError> {
     let rows = client
         .query(
-            "SELECT n.nspname::text, c.relname::text, c.relkind = 'm', c.relispopulated, c.relpages::int8 \
+            "SELECT n.nspname::text, c.relname::text, c.relkind = 'm', c.relispopulated, c.relpages::int8, \
+                    c.relforcerowsecurity \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'm') \
                AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
@@ -675,6 +602,7 @@ async fn relations(
             },
             populated: r.get(3),
             pages: r.get(4),
+            force_rls: r.get(5),
             record_hashable: false,
             read: false,
         })
@@ -797,7 +725,13 @@ async fn object_counts(
                  WHERE n.nspname = ANY($1::text[]) \
                    AND (n.nspname::text || '.' || c.relname::text) <> ALL($2::text[]) \
                    AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-                                   AND ext.objid = c.oid)) \
+                                   AND ext.objid = c.oid) \
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                         JOIN pg_catalog.pg_class t ON t.oid = d.refobjid \
+                         JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace \
+                        WHERE c.relkind = 'S' AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                          AND d.objid = c.oid AND d.deptype = 'i' \
+                          AND (tn.nspname::text || '.' || t.relname::text) = ANY($2::text[]))) \
              SELECT \
                (SELECT count(*) FROM pg_catalog.pg_policy p WHERE p.polrelid IN (SELECT oid FROM rels)), \
                (SELECT count(*) FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \

@@ -10,9 +10,13 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::pg::fingerprints::{self, Definitions, SequenceRule};
+use crate::pg::large_objects::LargeObjects;
+
 /// The manifest format this build writes. Format 1 (no `checksum_method`: every checksum over the
-/// rows' text) is still read.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// rows' text) and format 2 (no large objects nor definition fingerprints) are still read; what an
+/// older manifest did not record is not compared.
+pub const MANIFEST_FORMAT: u32 = 3;
 /// The oldest manifest format this build reads.
 pub const OLDEST_MANIFEST_FORMAT: u32 = 1;
 
@@ -27,6 +31,12 @@ pub struct Manifest {
     /// Every table and materialized view in those schemas, sorted by (schema, name).
     pub tables: Vec<TableFingerprint>,
     pub objects: ObjectCounts,
+    /// Format 3: the large objects (absent from older manifests, then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<LargeObjects>,
+    /// Format 3: the definitions a failover relies on (absent from older manifests, then not compared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definitions: Option<Definitions>,
 }
 
 /// Whether a fingerprinted relation holds its own data or is recomputed by the restore.
@@ -68,6 +78,12 @@ pub struct TableFingerprint {
     pub checksum_method: ChecksumMethod,
     /// The table's structure is dumped but its data is not (ledgers, user exclusions).
     pub data_excluded: bool,
+    /// A materialized view whose content on the branch differs from the source's, because pg_restore
+    /// refreshed it from the restored tables and the source's view was stale. Rows and checksum are
+    /// then the branch's: the view is not verified against the source, only a later copy against the
+    /// backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed_on_restore: bool,
 }
 
 impl TableFingerprint {
@@ -144,6 +160,15 @@ pub enum Mismatch {
         expected: i64,
         actual: i64,
     },
+    /// The large objects differ: `detail` says how.
+    LargeObjects {
+        detail: String,
+    },
+    /// A definition differs: `object` names it (`policy "p" on public.t`), `detail` says how.
+    Definition {
+        object: String,
+        detail: String,
+    },
 }
 
 impl Mismatch {
@@ -180,6 +205,8 @@ impl fmt::Display for Mismatch {
             Mismatch::ObjectCount { kind, expected, actual } => {
                 write!(f, "{kind}: {actual}, expected {expected}")
             }
+            Mismatch::LargeObjects { detail } => write!(f, "large objects: {detail}"),
+            Mismatch::Definition { object, detail } => write!(f, "{object}: {detail}"),
         }
     }
 }
@@ -187,8 +214,13 @@ impl fmt::Display for Mismatch {
 impl Manifest {
     /// Every difference between `self` (expected, taken on the source) and `actual` (taken on the
     /// restored copy with the same selection). Empty means the copy matches. Timestamps and server
-    /// versions are not compared.
+    /// versions are not compared; sequence positions must be equal.
     pub fn compare(&self, actual: &Manifest) -> Vec<Mismatch> {
+        self.compare_with(actual, SequenceRule::Exact)
+    }
+
+    /// [`Manifest::compare`], with sequence positions compared by `rule`.
+    pub fn compare_with(&self, actual: &Manifest, rule: SequenceRule) -> Vec<Mismatch> {
         let mut out = Vec::new();
         for schema in &self.schemas {
             if !actual.schemas.contains(schema) {
@@ -255,6 +287,18 @@ impl Manifest {
                 });
             }
         }
+        if let Some(expected) = &self.large_objects {
+            let actual = actual.large_objects.clone().unwrap_or_default();
+            compare_large_objects(expected, &actual, &mut out);
+        }
+        if let Some(expected) = &self.definitions {
+            let actual = actual.definitions.clone().unwrap_or_default();
+            out.extend(
+                fingerprints::compare(expected, &actual, rule)
+                    .into_iter()
+                    .map(|(object, detail)| Mismatch::Definition { object, detail }),
+            );
+        }
         out
     }
 
@@ -275,6 +319,44 @@ impl Manifest {
     }
 }
 
+fn compare_large_objects(expected: &LargeObjects, actual: &LargeObjects, out: &mut Vec<Mismatch>) {
+    if expected.count != actual.count {
+        out.push(Mismatch::LargeObjects {
+            detail: format!("{}, expected {}", actual.count, expected.count),
+        });
+    } else if expected.checksum != actual.checksum {
+        out.push(Mismatch::LargeObjects {
+            detail: "same number but different content (checksum differs)".into(),
+        });
+    }
+    let grants: std::collections::BTreeSet<&String> =
+        expected.grants.keys().chain(actual.grants.keys()).collect();
+    for grant in grants {
+        let (e, a) = (
+            expected.grants.get(grant).copied().unwrap_or(0),
+            actual.grants.get(grant).copied().unwrap_or(0),
+        );
+        if e != a {
+            out.push(Mismatch::LargeObjects {
+                detail: format!("{grant} granted on {a}, expected {e}"),
+            });
+        }
+    }
+    let roles: std::collections::BTreeSet<&String> =
+        expected.owners.keys().chain(actual.owners.keys()).collect();
+    for role in roles {
+        let (e, a) = (
+            expected.owners.get(role).copied().unwrap_or(0),
+            actual.owners.get(role).copied().unwrap_or(0),
+        );
+        if e != a {
+            out.push(Mismatch::LargeObjects {
+                detail: format!("{a} owned by {role}, expected {e}"),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +370,7 @@ mod tests {
             checksum: checksum.into(),
             checksum_method: ChecksumMethod::Record,
             data_excluded: false,
+            refreshed_on_restore: false,
         }
     }
 
@@ -302,6 +385,8 @@ mod tests {
                 policies: 3,
                 ..Default::default()
             },
+            large_objects: Some(LargeObjects::default()),
+            definitions: Some(Definitions::default()),
         }
     }
 
@@ -368,6 +453,49 @@ mod tests {
             manifest(vec![table("a", 5, "1"), ledger, mv]).total_rows(),
             5
         );
+    }
+
+    #[test]
+    fn large_objects_are_compared_by_count_content_and_owner() {
+        let mut expected = manifest(vec![]);
+        expected.large_objects = Some(LargeObjects {
+            count: 2,
+            checksum: "7".into(),
+            owners: [
+                ("anon".to_string(), 1),
+                ("(the backup's role)".to_string(), 1),
+            ]
+            .into(),
+            ..Default::default()
+        });
+        let mut actual = expected.clone();
+        assert!(expected.compare(&actual).is_empty());
+        let lo = actual.large_objects.as_mut().unwrap();
+        lo.checksum = "8".into();
+        lo.owners = [("(the backup's role)".to_string(), 2)].into();
+        let found: Vec<String> = expected
+            .compare(&actual)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "large objects: same number but different content (checksum differs)",
+                "large objects: 2 owned by (the backup's role), expected 1",
+                "large objects: 0 owned by anon, expected 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_format_2_manifest_is_read_and_its_missing_parts_are_not_compared() {
+        let json = r#"{"format": 2, "taken_at": "2026-11-28T02:00:03Z", "source_server_version": "15.8",
+            "schemas": ["public"], "tables": [], "objects": {"policies": 3, "functions": 0, "triggers": 0,
+            "views": 0, "materialized_views": 0, "sequences": 0, "indexes": 0, "constraints": 0}}"#;
+        let old: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(old.large_objects, None);
+        assert!(old.compare(&manifest(vec![])).is_empty());
     }
 
     #[test]

@@ -3,9 +3,13 @@
 
 pub mod conn;
 pub mod content;
+pub mod exclusions;
+pub mod fingerprints;
 pub mod inspect;
+pub mod large_objects;
 pub mod manifest;
 pub mod pipeline;
 pub mod prepare;
 pub mod restore_errors;
+pub mod settings;
 pub mod tools;

@@ -31,8 +31,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::fd::FromRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +42,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod memfile;
+pub mod privileges;
+
+use memfile::{digest, memfd, ListFile};
 
 use crate::pg::conn::ConnSpec;
 use crate::pg::restore_errors::{RestoreError, RestoreErrorParser, RestoreOutcome};
@@ -279,7 +282,6 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
         // only burn CPU (reference/peers-and-performance.md §2.3).
         "--compress=0",
         "--no-owner",
-        "--no-privileges",
         "--no-publications",
         "--no-subscriptions",
         // Supabase labels columns for pgsodium, which the target does not have.
@@ -289,6 +291,14 @@ pub fn dump_args(opts: &DumpOptions, part: Part) -> Vec<String> {
     .chain(sections.iter().copied())
     .map(String::from)
     .collect();
+    if part == Part::PreDataAndData {
+        // The stream's restore skips privileges anyway (`privileges` restores them from the schema
+        // archive, one statement at a time).
+        args.push("--no-privileges".into());
+        // Under --schema pg_dump leaves large objects out unless asked (`-b`, spelt the same by 15 and
+        // 17). Only the stream carries them: the schema archive is restored for post-data alone.
+        args.push("-b".into());
+    }
     if let Some(snapshot) = &opts.snapshot {
         args.push(format!("--snapshot={snapshot}"));
     }
@@ -504,58 +514,6 @@ fn toc_index_oid(line: &str) -> Option<u32> {
     // named ATTACH reads the same; its indexes are then left to the post-data restore, which is safe.
     let plain = desc == "INDEX" && !more.starts_with("ATTACH ");
     plain.then(|| oid.parse().ok()).flatten()
-}
-
-/// A `--use-list` file in memory, for pg_restore to read through our `/proc` entry.
-struct ListFile(File);
-
-impl ListFile {
-    fn new<'a>(lines: impl Iterator<Item = &'a str>) -> Result<ListFile, PipelineError> {
-        use std::io::Write;
-        let mut file = memfd("supaneon-sync-list").map_err(PipelineError::SchemaArchive)?;
-        for line in lines {
-            writeln!(file, "{line}").map_err(PipelineError::SchemaArchive)?;
-        }
-        Ok(ListFile(file))
-    }
-
-    /// Our own descriptor through /proc: the child (same user) opens it afresh, from the start.
-    fn arg(&self) -> String {
-        use std::os::fd::AsRawFd;
-        format!(
-            "--use-list=/proc/{}/fd/{}",
-            std::process::id(),
-            self.0.as_raw_fd()
-        )
-    }
-}
-
-/// An anonymous file in memory, closed on exec (children get it only as a redirected stdio).
-fn memfd(name: &str) -> std::io::Result<File> {
-    let name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: `name` is NUL-terminated and outlives the call; the call returns a new descriptor or -1.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// Size and SHA-256 of a whole file, read by offset (the file position is shared with children).
-fn digest(file: &File) -> std::io::Result<(u64, String)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut offset = 0u64;
-    loop {
-        let n = file.read_at(&mut buf, offset)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok((offset, hex::encode(hasher.finalize())))
 }
 
 /// Restores the post-data section of `schema` into `target` with `jobs` parallel pg_restore workers,

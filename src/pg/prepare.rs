@@ -2,7 +2,8 @@
 //! `--no-owner --no-acl` dump does not create (supabase-notes §4, §6).
 //!
 //! - Roles that the dumped policies name (`TO authenticated`, …): a policy restore fails without
-//!   them. Created `NOLOGIN`, nothing else: we never create or alter a login role or a superuser.
+//!   them; and the roles owning large objects, which get them back after the restore. Created
+//!   `NOLOGIN`, nothing else: we never create or alter a login role or a superuser.
 //! - The source's extensions, in the same schema, when the target offers them: tables use their
 //!   types, defaults and operator classes (`extensions.uuid_generate_v4()`, `gin_trgm_ops`).
 //!
@@ -21,6 +22,8 @@ pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PrepareReport {
+    /// Every role the restore needs (created now or already there): their settings are carried over.
+    pub roles: Vec<String>,
     pub roles_created: Vec<String>,
     pub schemas_created: Vec<String>,
     pub extensions_created: Vec<String>,
@@ -39,6 +42,7 @@ pub async fn prepare_target(
     let mut report = PrepareReport::default();
     let roles = roles_needed(source, selection).await?;
     report.roles_created = create_roles(target, &roles).await?;
+    report.roles = roles;
 
     let extensions = source_extensions(source).await?;
     let available: Vec<String> = query_strings(
@@ -127,8 +131,8 @@ fn plan_extensions(
     plan
 }
 
-/// Roles the dumped policies name (PUBLIC and predefined `pg_*` roles left out) plus the source's
-/// Supabase API roles, sorted.
+/// Roles the dumped policies name (PUBLIC and predefined `pg_*` roles left out), the source's
+/// Supabase API roles, and the roles owning large objects (but the dumping one), sorted.
 async fn roles_needed(
     source: &impl GenericClient,
     selection: &Selection,
@@ -143,6 +147,10 @@ async fn roles_needed(
              WHERE n.nspname = ANY($1::text[]) \
              UNION \
              SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY($2::text[]) \
+             UNION \
+             SELECT pg_catalog.pg_get_userbyid(m.lomowner)::text \
+               FROM pg_catalog.pg_largeobject_metadata m \
+              WHERE m.lomowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
              ORDER BY 1",
             &[&selection.schemas, &API_ROLES],
         )
@@ -211,6 +219,51 @@ async fn source_extensions(
         .await
         .map_err(|source| InspectError::Query { what: "listing the source's extensions".into(), source })?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Tables of the selection with FORCE ROW LEVEL SECURITY, as `"schema"."table"`. pg_dump sets FORCE
+/// with the table's definition, before the rows; once RLS is enabled (post-data), adding a foreign key
+/// validates its rows as the table's owner, which FORCE subjects to the policies: with `row_security =
+/// off` that fails. The restore lifts FORCE for the post-data section and sets it again after
+/// ([`set_force_rls`]).
+pub async fn forced_rls_tables(
+    source: &impl GenericClient,
+    selection: &Selection,
+) -> Result<Vec<String>, InspectError> {
+    let rows = source
+        .query(
+            "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE c.relforcerowsecurity AND c.relkind IN ('r', 'p') AND n.nspname = ANY ($1::text[]) \
+                AND (n.nspname::text || '.' || c.relname::text) <> ALL ($2::text[]) \
+              ORDER BY 1",
+            &[&selection.schemas, &selection.exclude_tables],
+        )
+        .await
+        .map_err(|source| InspectError::Query {
+            what: "listing the tables with FORCE ROW LEVEL SECURITY".into(),
+            source,
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `ALTER TABLE … [NO] FORCE ROW LEVEL SECURITY` for each of `tables` (from [`forced_rls_tables`]).
+pub async fn set_force_rls(
+    target: &impl GenericClient,
+    tables: &[String],
+    force: bool,
+) -> Result<(), InspectError> {
+    let keyword = if force { "FORCE" } else { "NO FORCE" };
+    for table in tables {
+        target
+            .batch_execute(&format!("ALTER TABLE {table} {keyword} ROW LEVEL SECURITY"))
+            .await
+            .map_err(|source| InspectError::Query {
+                what: format!("setting {keyword} ROW LEVEL SECURITY on {table}"),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 async fn query_strings(

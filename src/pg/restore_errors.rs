@@ -65,10 +65,17 @@ impl RestoreOutcome {
     }
 }
 
-/// Errors known to be harmless when restoring into a target that was prepared for the dump.
+/// Errors known to be harmless when restoring into a target that was prepared for the dump. A grant
+/// to a role the target does not have (a Supabase platform role) is on the list: the object and its
+/// other grants are restored, and the run reports it.
 pub fn is_benign(error: &RestoreError) -> bool {
     let m = error.message.as_str();
-    m == "schema \"public\" already exists"
+    let acl = error
+        .object
+        .as_deref()
+        .is_some_and(|o| o.starts_with("ACL ") || o.starts_with("DEFAULT ACL "));
+    (acl && m.starts_with("role \"") && m.ends_with("\" does not exist"))
+        || m == "schema \"public\" already exists"
         || (m.starts_with("extension \"") && m.ends_with("\" already exists"))
         || m.starts_with("must be owner of extension ")
 }
@@ -337,6 +344,28 @@ pg_restore: warning: errors ignored on restore: 2
             outcome.fatal[1].object.as_deref(),
             Some("POLICY \"public.t t_owner\"")
         );
+    }
+
+    #[test]
+    fn a_grant_to_a_missing_role_is_benign_elsewhere_it_is_not() {
+        let missing = "role \"dashboard_user\" does not exist".to_string();
+        for object in [
+            "ACL auth.TABLE users",
+            "DEFAULT ACL public.DEFAULT PRIVILEGES FOR TABLES",
+        ] {
+            assert!(is_benign(&RestoreError {
+                message: missing.clone(),
+                object: Some(object.into()),
+            }));
+        }
+        assert!(!is_benign(&RestoreError {
+            message: missing,
+            object: Some("POLICY \"public.t p\"".into()),
+        }));
+        assert!(!is_benign(&RestoreError {
+            message: "permission denied for table users".into(),
+            object: Some("ACL auth.TABLE users".into()),
+        }));
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
     let mut missing_schemas = BTreeSet::new();
     let mut by_kind: BTreeMap<&str, &Mismatch> = BTreeMap::new();
     let mut extra = Vec::new();
+    let mut large_objects = Vec::new();
+    let mut definitions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in &mismatches {
         match m {
             Mismatch::MissingSchema(s) => {
@@ -136,6 +138,10 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
             Mismatch::ExtraTable { table } => extra.push(table.clone()),
             Mismatch::ObjectCount { kind, .. } => {
                 by_kind.insert(kind, m);
+            }
+            Mismatch::LargeObjects { detail } => large_objects.push(detail.clone()),
+            Mismatch::Definition { object, detail } => {
+                definitions.entry(object).or_default().push(detail)
             }
         }
     }
@@ -153,16 +159,36 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
         let table = t.qualified_name();
         let name = format!("{table}: rows and checksum");
         let found = by_table.remove(&table).unwrap_or_default();
+        // From format 3 on, a materialized view the restore refreshed is recorded with the branch's
+        // content: a copy that differs from it was changed after the backup.
+        let advisory_allowed = expected.format < 3;
         let failing: Vec<String> = found
             .iter()
-            .filter(|m| !m.is_advisory())
-            .map(|m| without_subject(m, &table))
+            .filter(|m| !(advisory_allowed && m.is_advisory()))
+            .map(|m| match m {
+                Mismatch::MaterializedViewContent {
+                    expected_rows,
+                    actual_rows,
+                    ..
+                } => format!(
+                    "materialized view holds {actual_rows} rows, {expected_rows} when backed up (or other content)"
+                ),
+                _ => without_subject(m, &table),
+            })
             .collect();
         checks.push(if !failing.is_empty() {
             Check::fail(name, failing.join("; "))
         } else if let Some(advice) = found.first() {
             // A stale materialized view on the source is not lost data.
             Check::pass(name, format!("note: {}", without_subject(advice, &table)))
+        } else if t.refreshed_on_restore {
+            Check::pass(
+                name,
+                format!(
+                    "refreshed on restore (the source's view was stale, so not verified against the source): {} rows, as in the backup",
+                    t.rows
+                ),
+            )
         } else if t.data_excluded {
             Check::pass(name, "structure only (data excluded from the backup)")
         } else {
@@ -180,6 +206,36 @@ pub fn grade(expected: &Manifest, actual: &Manifest) -> Vec<Check> {
             Some(m) => Check::fail(kind, without_subject(m, kind)),
             None => Check::pass(kind, format!("{count}, as in the manifest")),
         });
+    }
+    if let Some(lo) = &expected.large_objects {
+        checks.push(if large_objects.is_empty() {
+            Check::pass(
+                "large objects",
+                format!("{}, content and owners as in the manifest", lo.count),
+            )
+        } else {
+            Check::fail("large objects", large_objects.join("; "))
+        });
+    }
+    if let Some(defs) = &expected.definitions {
+        // One failing check per object that differs, named by it; one passing check otherwise.
+        for (object, details) in &definitions {
+            checks.push(Check::fail(*object, details.join("; ")));
+        }
+        if definitions.is_empty() {
+            checks.push(Check::pass(
+                "definitions",
+                format!(
+                    "{} tables, {} policies, {} functions, {} sequences, {} comments and the privileges of {} objects as in the manifest",
+                    defs.tables.len(),
+                    defs.policies.len(),
+                    defs.functions.len(),
+                    defs.sequences.len(),
+                    defs.comments.len(),
+                    defs.privileges.len()
+                ),
+            ));
+        }
     }
     checks
 }
@@ -338,6 +394,7 @@ mod tests {
             checksum: format!("{rows}0"),
             checksum_method: ChecksumMethod::Text,
             data_excluded: false,
+            refreshed_on_restore: false,
         }
     }
 
@@ -352,6 +409,8 @@ mod tests {
                 policies,
                 ..ObjectCounts::default()
             },
+            large_objects: None,
+            definitions: None,
         }
     }
 
@@ -400,12 +459,26 @@ mod tests {
                 ("app.admins: rows and checksum", "table is missing"),
                 ("public.orders: rows and checksum", "9 rows, expected 10"),
                 (
+                    "public.stats: rows and checksum",
+                    "materialized view holds 6 rows, 5 when backed up (or other content)"
+                ),
+                (
                     "public.extra: not in the manifest",
                     "a table the backup's manifest does not list: the branch was changed after the backup"
                 ),
                 ("policies", "3, expected 4"),
             ]
         );
+        // A format 3 manifest records what the restore refreshed a stale view to: a copy that
+        // differs from it fails; an older manifest (the source's content) only gets a note.
+        let view = checks
+            .iter()
+            .find(|c| c.name == "public.stats: rows and checksum")
+            .unwrap();
+        assert!(!view.passed, "{view:?}");
+        let mut old = expected.clone();
+        old.format = 2;
+        let checks = grade(&old, &actual);
         let view = checks
             .iter()
             .find(|c| c.name == "public.stats: rows and checksum")
