@@ -467,14 +467,19 @@ async fn restore_test_names_every_definition_tampered_with() {
             .unwrap()
             .to_string();
         for (i, tampering) in TAMPERINGS.iter().enumerate() {
-            // A copy of the backup under a (later) backup name, tampered with.
-            let name = branches::backup_name(Utc::now() + chrono::Duration::hours(1 + i as i64));
+            // A copy of the backup under another backup name (an earlier one: a name in the future is
+            // never taken for ours), carrying our annotations, tampered with.
+            let name = branches::backup_name(Utc::now() - chrono::Duration::hours(1 + i as i64));
             neon_client(&world)
                 .create_branch(&CreateBranch {
                     name: name.clone(),
                     parent_id: Some(good_id.clone()),
                     expires_at: None,
-                    annotations: Default::default(),
+                    annotations: supaneon_sync::ownership::annotations(
+                        supaneon_sync::ownership::KIND_BACKUP,
+                        "tampered",
+                        &world.fingerprint(),
+                    ),
                     with_endpoint: true,
                 })
                 .await
