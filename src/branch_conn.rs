@@ -3,7 +3,7 @@
 //! the public roots and channel binding, whatever the URI's query says.
 
 use crate::config::NeonSettings;
-use crate::neon::{Endpoint, EndpointType, NeonClient, NeonError};
+use crate::neon::{CreatedBranch, Endpoint, EndpointType, NeonClient, NeonError};
 use crate::pg::conn::{ConnError, ConnSpec};
 use crate::secret::Secret;
 
@@ -25,6 +25,27 @@ pub async fn branch_spec(
 ) -> Result<ConnSpec, BranchConnError> {
     let endpoints = neon.list_endpoints(branch_id).await?;
     branch_spec_with(neon, settings, branch_id, &endpoints).await
+}
+
+/// [`branch_spec`] for a branch this run just created: the creation answered with its endpoint, so it is
+/// not listed again (a branch taken over after a retried create comes without one, and is listed).
+pub async fn created_branch_spec(
+    neon: &NeonClient,
+    settings: &NeonSettings,
+    created: &CreatedBranch,
+) -> Result<ConnSpec, BranchConnError> {
+    match &created.endpoint {
+        Some(endpoint) => {
+            branch_spec_with(
+                neon,
+                settings,
+                &created.branch.id,
+                std::slice::from_ref(endpoint),
+            )
+            .await
+        }
+        None => branch_spec(neon, settings, &created.branch.id).await,
+    }
 }
 
 /// [`branch_spec`] for a caller that has listed the branch's endpoints already.

@@ -325,17 +325,8 @@ mod tests {
         };
         BranchInfo {
             branch: Branch {
-                id: format!("br-{name}"),
-                name: name.into(),
-                parent_id: None,
                 default: name == "main",
-                protected: false,
-                current_state: "ready".into(),
-                pending_state: None,
-                created_at: now(),
-                logical_size: None,
-                written_data_bytes: None,
-                expires_at: None,
+                ..Branch::ready_for_test(name, now())
             },
             annotations: if ours {
                 ownership::annotations(kind, "r", "src-a")

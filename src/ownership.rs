@@ -238,19 +238,7 @@ mod tests {
 
     fn branch(name: &str, annotations: Annotations) -> BranchInfo {
         BranchInfo {
-            branch: Branch {
-                id: format!("br-{name}"),
-                name: name.into(),
-                parent_id: None,
-                default: false,
-                protected: false,
-                current_state: "ready".into(),
-                pending_state: None,
-                created_at: now(),
-                logical_size: None,
-                written_data_bytes: None,
-                expires_at: None,
-            },
+            branch: Branch::ready_for_test(name, now()),
             annotations,
         }
     }

@@ -52,13 +52,7 @@ fn run_action(
         all.retain(|(key, _)| key != k);
         all.push((k, v));
     }
-    // The job's environment names the emulator clusters' test CA for branch certificates.
-    action_cli(&all)
-        .env(
-            "SUPANEON_NEON_CA_FILE",
-            world.neon_pg.ca_cert_path().to_str().unwrap(),
-        )
-        .run(&["action"])
+    world.action_cli(&all).run(&["action"])
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::action::action_cli;
+use support::restore::neon_client;
 use support::world::{World, API_KEY, PROJECT_ID, SOURCE_PASSWORD};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,23 +27,18 @@ async fn failover_hands_over_a_verified_backup_that_answers() {
     // The backup loses its compute (as a snapshot backup is made without one): failover gives it one.
     let branch = world.branch(&name).unwrap();
     let branch_id = branch["id"].as_str().unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("{}/projects/{PROJECT_ID}", world.emu.base_url());
-    let endpoints: serde_json::Value = client
-        .get(format!("{base}/branches/{branch_id}/endpoints"))
-        .bearer_auth(API_KEY)
-        .send()
+    let endpoints = neon_client(&world)
+        .list_endpoints(branch_id)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let endpoint = endpoints["endpoints"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let deleted = client
-        .delete(format!("{base}/endpoints/{endpoint}"))
+        .expect("the backup's endpoints");
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    // The product never deletes a compute, so the client has no call for it: the test asks the API itself.
+    let deleted = reqwest::Client::new()
+        .delete(format!(
+            "{}/projects/{PROJECT_ID}/endpoints/{}",
+            world.emu.base_url(),
+            endpoints[0].id
+        ))
         .bearer_auth(API_KEY)
         .send()
         .await
@@ -110,17 +105,14 @@ async fn failover_hands_over_a_verified_backup_that_answers() {
     );
 
     // As the Action: the URI is masked before it is printed, and handed over as the database-url output.
-    let action = action_cli(&[
-        ("mode", "failover"),
-        ("neon-api-key", API_KEY),
-        ("neon-project-id", PROJECT_ID),
-        ("neon-api-url", &world.emu.base_url()),
-    ])
-    .env(
-        "SUPANEON_NEON_CA_FILE",
-        world.neon_pg.ca_cert_path().to_str().unwrap(),
-    )
-    .run(&["action"]);
+    let action = world
+        .action_cli(&[
+            ("mode", "failover"),
+            ("neon-api-key", API_KEY),
+            ("neon-project-id", PROJECT_ID),
+            ("neon-api-url", &world.emu.base_url()),
+        ])
+        .run(&["action"]);
     assert_eq!(action.code, 0, "{}", action.describe());
     let masked_at = action
         .stdout

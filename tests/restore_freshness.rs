@@ -4,7 +4,8 @@
 mod support;
 
 use chrono::Utc;
-use support::world::{World, API_KEY, PROJECT_ID, SOURCE_PASSWORD};
+use support::restore::neon_client;
+use support::world::{World, SOURCE_PASSWORD};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stale_newest_backup_fails_the_restore_test() {
@@ -23,17 +24,10 @@ async fn a_stale_newest_backup_fails_the_restore_test() {
         .as_str()
         .unwrap()
         .to_string();
-    let renamed = reqwest::Client::new()
-        .patch(format!(
-            "{}/projects/{PROJECT_ID}/branches/{id}",
-            world.emu.base_url()
-        ))
-        .bearer_auth(API_KEY)
-        .json(&serde_json::json!({"branch": {"name": old}}))
-        .send()
+    neon_client(&world)
+        .rename_branch(&id, &old)
         .await
-        .unwrap();
-    assert_eq!(renamed.status(), 200);
+        .expect("rename the backup");
 
     let stale = world.cli().run(&["restore-test"]);
     assert_eq!(stale.code, 1, "{}", stale.describe());

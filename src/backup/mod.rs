@@ -203,7 +203,7 @@ async fn take_backup(
     )
     .await?;
     tracing::info!(branch = %incomplete, id = %branch.branch.id, "branch created");
-    let target_spec = branch_conn::branch_spec(neon, neon_settings, &branch.branch.id)
+    let target_spec = branch_conn::created_branch_spec(neon, neon_settings, &branch)
         .await
         .map_err(|e| match e {
             branch_conn::BranchConnError::Api(e) => Error::from(e.into_failure(INCOMPLETE)),

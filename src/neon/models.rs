@@ -77,6 +77,27 @@ pub struct Branch {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+#[cfg(test)]
+impl Branch {
+    /// A ready, unprotected root branch named `name` (id `br-<name>`) created at `created_at`: the base
+    /// of the unit tests' branch lists, which override what they need.
+    pub(crate) fn ready_for_test(name: &str, created_at: DateTime<Utc>) -> Branch {
+        Branch {
+            id: format!("br-{name}"),
+            name: name.into(),
+            parent_id: None,
+            default: false,
+            protected: false,
+            current_state: "ready".into(),
+            pending_state: None,
+            created_at,
+            logical_size: None,
+            written_data_bytes: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// A branch with its annotation properties (empty when it has none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BranchInfo {

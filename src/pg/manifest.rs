@@ -329,32 +329,29 @@ fn compare_large_objects(expected: &LargeObjects, actual: &LargeObjects, out: &m
             detail: "same number but different content (checksum differs)".into(),
         });
     }
-    let grants: std::collections::BTreeSet<&String> =
-        expected.grants.keys().chain(actual.grants.keys()).collect();
-    for grant in grants {
-        let (e, a) = (
-            expected.grants.get(grant).copied().unwrap_or(0),
-            actual.grants.get(grant).copied().unwrap_or(0),
-        );
-        if e != a {
-            out.push(Mismatch::LargeObjects {
-                detail: format!("{grant} granted on {a}, expected {e}"),
-            });
-        }
+    for (grant, e, a) in differing_counts(&expected.grants, &actual.grants) {
+        out.push(Mismatch::LargeObjects {
+            detail: format!("{grant} granted on {a}, expected {e}"),
+        });
     }
-    let roles: std::collections::BTreeSet<&String> =
-        expected.owners.keys().chain(actual.owners.keys()).collect();
-    for role in roles {
-        let (e, a) = (
-            expected.owners.get(role).copied().unwrap_or(0),
-            actual.owners.get(role).copied().unwrap_or(0),
-        );
-        if e != a {
-            out.push(Mismatch::LargeObjects {
-                detail: format!("{a} owned by {role}, expected {e}"),
-            });
-        }
+    for (role, e, a) in differing_counts(&expected.owners, &actual.owners) {
+        out.push(Mismatch::LargeObjects {
+            detail: format!("{a} owned by {role}, expected {e}"),
+        });
     }
+}
+
+/// The keys whose counts differ between two tallies, with (expected, actual); a missing key counts 0.
+fn differing_counts<'a, V: Copy + Default + PartialEq>(
+    expected: &'a BTreeMap<String, V>,
+    actual: &'a BTreeMap<String, V>,
+) -> impl Iterator<Item = (&'a String, V, V)> + 'a {
+    let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
+    keys.into_iter().filter_map(|k| {
+        let e = expected.get(k).copied().unwrap_or_default();
+        let a = actual.get(k).copied().unwrap_or_default();
+        (e != a).then_some((k, e, a))
+    })
 }
 
 #[cfg(test)]

@@ -21,17 +21,9 @@ fn policy(keep_last: u32) -> Policy {
 fn branch(name: &str, parent: Option<&str>) -> BranchInfo {
     BranchInfo {
         branch: Branch {
-            id: format!("br-{name}"),
-            name: name.to_string(),
             parent_id: parent.map(|p| format!("br-{p}")),
-            default: false,
-            protected: false,
-            current_state: "ready".into(),
-            pending_state: None,
-            created_at: now(),
             logical_size: Some(1000),
-            written_data_bytes: None,
-            expires_at: None,
+            ..Branch::ready_for_test(name, now())
         },
         annotations: ours(name),
     }

@@ -299,7 +299,7 @@ async fn test_backup(
     .await?;
     tracing::info!(branch = %test_branch, id = %branch.branch.id, expires_at = %stamp(expires_at), "test branch created");
     // A URI or endpoint we refuse to connect to fails the connectivity check, and the branch is kept.
-    let spec = match branch_conn::branch_spec(neon, neon_settings, &branch.branch.id).await {
+    let spec = match branch_conn::created_branch_spec(neon, neon_settings, &branch).await {
         Ok(spec) => Ok(spec),
         Err(branch_conn::BranchConnError::Api(e)) => {
             return Err(e

@@ -81,6 +81,15 @@ impl World {
             )
     }
 
+    /// The binary as the runner starts the Action's step with `with` as its inputs, in a job whose
+    /// environment names the emulator clusters' test CA for branch certificates.
+    pub fn action_cli(&self, with: &[(&str, &str)]) -> Cli {
+        super::action::action_cli(with).env(
+            "SUPANEON_NEON_CA_FILE",
+            self.neon_pg.ca_cert_path().to_str().unwrap(),
+        )
+    }
+
     /// Makes every `method` request whose path contains `path_contains` answer 503 until the faults are cleared.
     pub fn fail_with_503(&self, method: &str, path_contains: &str) {
         self.emu.faults().push(

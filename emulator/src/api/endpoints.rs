@@ -3,7 +3,7 @@
 
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::api::error::{ok, ApiError, ApiResult};
@@ -32,6 +32,23 @@ pub(crate) async fn get_one(
     )
 }
 
+/// The project's mutation gate, held, once the endpoint is known to exist and the project is not locked
+/// by a running operation (404 and 423 otherwise, in that order, as Neon answers).
+async fn lock_endpoint<'a>(
+    app: &'a Shared,
+    project_id: &str,
+    endpoint_id: &str,
+) -> Result<(tokio::sync::MutexGuard<'a, ()>, DateTime<Utc>), ApiError> {
+    app.check_project(project_id)?;
+    let gate = app.gate.lock().await;
+    let now = Utc::now();
+    if !app.state().endpoints.iter().any(|e| e.id == endpoint_id) {
+        return Err(endpoint_not_found(endpoint_id));
+    }
+    app.check_unlocked(now)?;
+    Ok((gate, now))
+}
+
 async fn transition(
     app: Shared,
     project_id: String,
@@ -39,13 +56,7 @@ async fn transition(
     fault: OpFault,
     suspend: bool,
 ) -> ApiResult {
-    app.check_project(&project_id)?;
-    let _gate = app.gate.lock().await;
-    let now = Utc::now();
-    if !app.state().endpoints.iter().any(|e| e.id == endpoint_id) {
-        return Err(endpoint_not_found(&endpoint_id));
-    }
-    app.check_unlocked(now)?;
+    let (_gate, now) = lock_endpoint(&app, &project_id, &endpoint_id).await?;
     let mut st = app.state();
     let e = st
         .endpoints
@@ -173,13 +184,7 @@ pub(crate) async fn delete(
     Path((project_id, endpoint_id)): Path<(String, String)>,
     Extension(fault): Extension<OpFault>,
 ) -> ApiResult {
-    app.check_project(&project_id)?;
-    let _gate = app.gate.lock().await;
-    let now = Utc::now();
-    if !app.state().endpoints.iter().any(|e| e.id == endpoint_id) {
-        return Err(endpoint_not_found(&endpoint_id));
-    }
-    app.check_unlocked(now)?;
+    let (_gate, now) = lock_endpoint(&app, &project_id, &endpoint_id).await?;
     let mut st = app.state();
     let at = st
         .endpoints
