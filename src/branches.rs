@@ -22,6 +22,11 @@ pub enum BranchKind {
     IncompleteBackup { at: DateTime<Utc> },
     /// `restore-test-YYYYMMDDTHHMMSSZ`: a restore test's child branch.
     RestoreTest { at: DateTime<Utc> },
+    /// `supaneon-mirror`: the branch the snapshot strategy syncs; backups are its children.
+    Mirror,
+    /// `supaneon-mirror-retired-YYYYMMDDTHHMMSSZ`: a mirror replaced by a full rebuild, kept while backups
+    /// are its children.
+    RetiredMirror { at: DateTime<Utc> },
     /// Any other name: not ours.
     Foreign,
 }
@@ -33,8 +38,21 @@ fn pattern() -> &'static Regex {
     })
 }
 
+/// The name of the mirror branch (the snapshot strategy's only written branch).
+pub const MIRROR_NAME: &str = "supaneon-mirror";
+const RETIRED_MIRROR_PREFIX: &str = "supaneon-mirror-retired-";
+
 /// Classifies a branch name. A name with an impossible timestamp (month 13) is foreign.
 pub fn classify(name: &str) -> BranchKind {
+    if name == MIRROR_NAME {
+        return BranchKind::Mirror;
+    }
+    if let Some(stamp) = name.strip_prefix(RETIRED_MIRROR_PREFIX) {
+        return match NaiveDateTime::parse_from_str(stamp, STAMP_FORMAT) {
+            Ok(at) if stamp.len() == 16 => BranchKind::RetiredMirror { at: at.and_utc() },
+            _ => BranchKind::Foreign,
+        };
+    }
     let Some(caps) = pattern().captures(name) else {
         return BranchKind::Foreign;
     };
@@ -62,6 +80,11 @@ pub fn backup_name(at: DateTime<Utc>) -> String {
 /// `backup-<ts>-incomplete`, the name the branch carries until it is verified.
 pub fn incomplete_backup_name(at: DateTime<Utc>) -> String {
     format!("{}-incomplete", backup_name(at))
+}
+
+/// `supaneon-mirror-retired-<ts>`: the name a mirror takes when a full rebuild replaces it.
+pub fn retired_mirror_name(at: DateTime<Utc>) -> String {
+    format!("{RETIRED_MIRROR_PREFIX}{}", stamp(at))
 }
 
 /// `restore-test-<ts>`.

@@ -26,6 +26,8 @@ pub enum Slot {
     Incomplete,
     RestoreTestKept,
     RestoreTestExpired,
+    /// The mirror, and retired mirrors that backups still depend on.
+    Mirror,
     /// Not ours (other names, protected branches, name-alikes, other sources).
     Foreign,
 }
@@ -86,8 +88,9 @@ impl fmt::Display for Budget {
         }
         write!(
             f,
-            " (default {}, backups {}, incomplete {}, restore tests kept {}, expired {}, not ours {}); the retention policy can free {}",
+            " (default {}, mirror {}, backups {}, incomplete {}, restore tests kept {}, expired {}, not ours {}); the retention policy can free {}",
             self.of(Slot::Default),
+            self.of(Slot::Mirror),
             self.of(Slot::Backup),
             self.of(Slot::Incomplete),
             self.of(Slot::RestoreTestKept),
@@ -112,6 +115,7 @@ fn slot_of(b: &BranchInfo, scope: &Scope) -> Slot {
             Some(e) if e <= scope.now => Slot::RestoreTestExpired,
             _ => Slot::RestoreTestKept,
         },
+        BranchKind::Mirror | BranchKind::RetiredMirror { .. } => Slot::Mirror,
         BranchKind::Foreign => Slot::Foreign,
     }
 }
@@ -120,7 +124,7 @@ fn slot_of(b: &BranchInfo, scope: &Scope) -> Slot {
 /// sort keeps children before their parents (a backup's deletable children are restore tests).
 fn by_priority(plan: &Plan, spare: &[&str]) -> Vec<(BranchInfo, Reason)> {
     let rank = |r: &Reason| match r {
-        Reason::IncompleteStale => 0,
+        Reason::IncompleteStale | Reason::MirrorRetired => 0,
         Reason::RestoreTestExpired { .. }
         | Reason::RestoreTestStale
         | Reason::RestoreTestSuperseded { .. } => 1,

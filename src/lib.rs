@@ -15,6 +15,7 @@ pub mod error;
 pub mod failover;
 pub mod list;
 pub mod logging;
+pub mod mirror;
 pub mod neon;
 pub mod ownership;
 pub mod pg;

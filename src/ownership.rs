@@ -28,6 +28,10 @@ pub const SOURCE_KEY: &str = "supaneon-sync-source";
 
 pub const KIND_BACKUP: &str = "backup";
 pub const KIND_RESTORE_TEST: &str = "restore-test";
+pub const KIND_MIRROR: &str = "mirror";
+/// On a snapshot backup: how many tables and rows its manifest holds (so a listing needs no compute).
+pub const TABLES_KEY: &str = "supaneon-sync-tables";
+pub const ROWS_KEY: &str = "supaneon-sync-rows";
 
 /// How far a name's timestamp may lie ahead of our clock (clock skew between runners) before it is refused.
 pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
@@ -161,6 +165,9 @@ impl Scope {
             BranchKind::Foreign => return Some(NotOurs::Name),
             BranchKind::Backup { at } | BranchKind::IncompleteBackup { at } => (at, KIND_BACKUP),
             BranchKind::RestoreTest { at } => (at, KIND_RESTORE_TEST),
+            BranchKind::RetiredMirror { at } => (at, KIND_MIRROR),
+            // The mirror's name has no timestamp: its creation time stands in.
+            BranchKind::Mirror => (b.branch.created_at, KIND_MIRROR),
         };
         let a = &b.annotations;
         let (Some(marked), Some(_run), Some(source)) =
@@ -197,6 +204,12 @@ impl Scope {
             })
             .max_by(|x, y| x.0.cmp(&y.0).then(x.1.branch.name.cmp(&y.1.branch.name)))
             .map(|(_, b)| b)
+    }
+
+    /// The mirror of this source, when the project holds one that is ours.
+    pub fn mirror<'a>(&self, all: &'a [BranchInfo]) -> Option<&'a BranchInfo> {
+        all.iter()
+            .find(|b| matches!(self.kind(b), BranchKind::Mirror))
     }
 
     /// Branches named like ours that are not ours, with the reason (for listings and warnings).

@@ -13,6 +13,7 @@ pub const OUTPUTS: &[&str] = &[
     "bytes",
     "sha256",
     "source-bytes",
+    "strategy",
     "duration-seconds",
     "tested-backup",
     "backup-age-seconds",

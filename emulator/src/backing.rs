@@ -50,6 +50,22 @@ impl Backing {
         Ok(client)
     }
 
+    /// Turns the backing cluster's autovacuum off. On Neon a branch without a compute runs nothing, so it
+    /// writes nothing; here every branch is a database of one cluster, and autovacuum would write
+    /// visibility and free-space maps into branches nobody uses, which the storage measurement would
+    /// bill (see [`crate::storage`]). Dead rows then stay until a client vacuums: the mirror's bill is, if
+    /// anything, overstated.
+    pub async fn quiesce(&self) -> Result<(), BackingError> {
+        let client = self.connect(None).await?;
+        client
+            .batch_execute("ALTER SYSTEM SET autovacuum = off")
+            .await?;
+        client
+            .batch_execute("SELECT pg_catalog.pg_reload_conf()")
+            .await?;
+        Ok(())
+    }
+
     /// Creates `neon_superuser` and the owner role when missing and sets the owner's password.
     /// Roles are cluster-wide, so the password is kept in a small table of the admin database and
     /// reused: several emulators can then share one cluster without breaking each other's URIs.
@@ -186,7 +202,8 @@ impl Backing {
         Ok(())
     }
 
-    /// Every relation's size in `physical` (all its forks), by file node (see [`crate::storage`]).
+    /// Every relation's size in `physical` (all its forks), by file node (see [`crate::storage`]). Shared
+    /// catalogs (roles, databases) belong to the whole backing cluster, not to a branch: left out.
     pub async fn relation_sizes(
         &self,
         physical: &str,
@@ -197,7 +214,7 @@ impl Backing {
                 "SELECT pg_relation_filenode(c.oid)::bigint, \
                         pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm') \
                         + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init') \
-                 FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL",
+                 FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL AND NOT c.relisshared",
                 &[],
             )
             .await?;

@@ -47,6 +47,7 @@ impl Emulator {
             .into());
         }
         let backing = Backing::new(cfg.postgres.clone());
+        backing.quiesce().await?;
         let password = backing
             .ensure_owner_role(OWNER_ROLE, &ids::password())
             .await?;
@@ -170,6 +171,16 @@ impl Emulator {
         let st = self.app.state();
         let now = Utc::now();
         st.branches.iter().map(|b| st.branch_json(b, now)).collect()
+    }
+
+    /// Measures every branch's storage now, as a `GET` of the branch list does.
+    pub async fn refresh_storage(&self) {
+        self.app.refresh_storage().await;
+    }
+
+    /// How many compute endpoints `branch_id` has.
+    pub fn endpoint_count(&self, branch_id: &str) -> usize {
+        self.app.state().endpoints_of(branch_id).count()
     }
 
     /// Names of branches deleted so far (by API call or by expiry), in order.

@@ -32,6 +32,16 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         outcome.duration.as_secs_f64()
     );
     ctx.actions.info(&result);
+    let how = how_made(outcome);
+    ctx.actions.info(&how);
+    if let Some(crate::mirror::SyncPath::Incremental(r)) = &outcome.sync {
+        if !r.repaired.is_empty() {
+            ctx.actions.warning(&format!(
+                "the mirror had been changed outside supaneon-sync since its last verified sync ({}); the sync repaired it from the source, and the backup is verified",
+                r.repaired.join(", ")
+            ));
+        }
+    }
     // Things the user may need to act on are warnings; errors on the allow-list are only notes.
     for note in &outcome.notes {
         ctx.actions.warning(note);
@@ -62,6 +72,15 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
             ("bytes", outcome.pipeline.bytes.to_string()),
             ("sha256", outcome.pipeline.sha256.clone()),
             ("source-bytes", source_bytes(outcome).to_string()),
+            (
+                "strategy",
+                if outcome.sync.is_some() {
+                    "snapshot"
+                } else {
+                    "full"
+                }
+                .to_string(),
+            ),
             (
                 "duration-seconds",
                 format!("{:.1}", outcome.duration.as_secs_f64()),
@@ -96,13 +115,14 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .collect();
     let mut summary = format!(
         "## supaneon-sync backup\n\n**{}** — verified against the source manifest ({data_tables} tables with data){refreshed_note}.\n\n\
-         | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n| read from the source | {} |\n\n",
+         | | |\n| --- | --- |\n| archive | {} bytes, sha256 `{}` |\n| duration | {:.1} s |\n| source | PostgreSQL {} |\n| read from the source | {} |\n| how | {} |\n\n",
         outcome.branch_name,
         outcome.pipeline.bytes,
         outcome.pipeline.sha256,
         outcome.duration.as_secs_f64(),
         m.source_server_version,
-        egress_projection(source_bytes(outcome))
+        egress_projection(source_bytes(outcome)),
+        how.replace('|', "/")
     );
     summary.push_str(&report::markdown_table(
         &["schema", "tables", "rows", "tables without data"],
@@ -132,6 +152,37 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         .append_summary(&summary)
         .map_err(output_failure)?;
     Ok(())
+}
+
+/// One line on how the backup was made.
+fn how_made(outcome: &BackupOutcome) -> String {
+    use crate::mirror::SyncPath;
+    match &outcome.sync {
+        None => "full strategy: a fresh full restore into the backup branch".to_string(),
+        Some(SyncPath::Full { why }) => format!(
+            "snapshot strategy: the mirror was restored in full ({why}); the backup is a copy-on-write child of it"
+        ),
+        Some(SyncPath::Incremental(r)) => {
+            let mut line = format!(
+                "snapshot strategy: the mirror was synced incrementally: {} of {} tables changed, {} rows read ({} bytes of rows, {} bytes of digests); {} deleted, {} updated, {} inserted; the backup is a copy-on-write child of it",
+                r.tables_changed.len(),
+                r.tables_compared,
+                r.rows_read,
+                r.bytes_read,
+                r.digest_bytes,
+                r.deleted,
+                r.updated,
+                r.inserted
+            );
+            if !r.repaired.is_empty() {
+                line.push_str(&format!(
+                    "; repaired, changed on the mirror since its last verified sync: {}",
+                    r.repaired.join(", ")
+                ));
+            }
+            line
+        }
+    }
 }
 
 /// What this run read from the source: the schema archive and the data stream (the manifest's digests

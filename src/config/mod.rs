@@ -95,6 +95,25 @@ pub struct NeonSettings {
     pub extra_roots: Option<PathBuf>,
 }
 
+/// How a backup is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// One long-lived mirror branch is synced (only what changed crosses the wire) and verified; each
+    /// backup is a copy-on-write child of it, written nothing and created without a compute.
+    Snapshot,
+    /// Each backup is a fresh full restore into a branch of its own.
+    Full,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Snapshot => "snapshot",
+            Strategy::Full => "full",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyLevel {
     Full,
@@ -129,6 +148,9 @@ pub struct Config {
     pub content: ContentPolicy,
     pub retention: Retention,
     pub verify: VerifyLevel,
+    pub strategy: Strategy,
+    /// snapshot: tables compared and copied at once.
+    pub sync_streams: usize,
     pub backup_branch: Option<String>,
     pub restore_test_expiry_hours: u32,
     /// restore-test fails when the newest complete backup is older than this.
@@ -196,6 +218,10 @@ impl Config {
             "prune-after-backup".into(),
             r.prune_after_backup.to_string(),
         ));
+        lines.push(("strategy".into(), self.strategy.name().into()));
+        if self.strategy == Strategy::Snapshot {
+            lines.push(("sync-streams".into(), self.sync_streams.to_string()));
+        }
         lines.push((
             "verify".into(),
             match self.verify {

@@ -33,6 +33,8 @@ pub const SETTINGS: &[SettingDef] = &[
     SettingDef { input: "neon-role", env: "NEON_ROLE", description: "Neon role that owns the restored objects.", default: "neondb_owner" },
     SettingDef { input: "keep-last", env: "SUPANEON_KEEP_LAST", description: "How many complete backups prune keeps (the newest).", default: "7" },
     SettingDef { input: "prune-after-backup", env: "SUPANEON_PRUNE_AFTER_BACKUP", description: "Prune old backups after a successful backup.", default: "true" },
+    SettingDef { input: "strategy", env: "SUPANEON_STRATEGY", description: "How backups are made: snapshot (one verified mirror branch, synced incrementally; each backup a copy-on-write child of it) or full (each backup a fresh full restore).", default: "snapshot" },
+    SettingDef { input: "sync-streams", env: "SUPANEON_SYNC_STREAMS", description: "snapshot: how many tables are compared and copied at once (1 to 8).", default: "2" },
     SettingDef { input: "verify", env: "SUPANEON_VERIFY", description: "Verification of a backup against the source: full (row counts and checksums) or counts.", default: "full" },
     SettingDef { input: "backup-branch", env: "SUPANEON_BACKUP_BRANCH", description: "restore-test, failover: the backup branch to test or fail over to; default: the newest complete backup.", default: "" },
     SettingDef { input: "max-backup-age-hours", env: "SUPANEON_MAX_BACKUP_AGE_HOURS", description: "restore-test: fail when the newest complete backup is older than this many hours (a stopped schedule turns the workflow red).", default: "26" },
@@ -60,6 +62,8 @@ pub struct ActionInputs {
     pub neon_role: String,
     pub keep_last: String,
     pub prune_after_backup: String,
+    pub strategy: String,
+    pub sync_streams: String,
     pub verify: String,
     pub backup_branch: String,
     pub restore_test_expiry_hours: String,
@@ -106,7 +110,7 @@ impl ActionInputs {
             .collect()
     }
 
-    fn pairs(&self) -> [(&'static str, &str); 17] {
+    fn pairs(&self) -> [(&'static str, &str); 19] {
         [
             ("mode", &self.mode),
             ("supabase-database-url", &self.supabase_database_url),
@@ -118,6 +122,8 @@ impl ActionInputs {
             ("neon-role", &self.neon_role),
             ("keep-last", &self.keep_last),
             ("prune-after-backup", &self.prune_after_backup),
+            ("strategy", &self.strategy),
+            ("sync-streams", &self.sync_streams),
             ("verify", &self.verify),
             ("backup-branch", &self.backup_branch),
             ("restore-test-expiry-hours", &self.restore_test_expiry_hours),

@@ -46,6 +46,8 @@ pub fn validate(
     let keep_last = v.number("keep-last", 1, 1000);
     let prune_after_backup = v.boolean("prune-after-backup");
     let verify = v.verify_level();
+    let strategy = v.strategy();
+    let sync_streams = v.number("sync-streams", 1, 8);
     let expiry = v.number("restore-test-expiry-hours", 1, 30 * 24);
     let max_age = v.number("max-backup-age-hours", 1, 365 * 24);
     let dry_run = v.boolean("dry-run");
@@ -82,6 +84,8 @@ pub fn validate(
             Some(keep_last),
             Some(prune_after_backup),
             Some(verify),
+            Some(strategy),
+            Some(sync_streams),
             Some(expiry),
             Some(max_age),
             Some(dry_run),
@@ -91,6 +95,8 @@ pub fn validate(
             keep_last,
             prune_after_backup,
             verify,
+            strategy,
+            sync_streams,
             expiry,
             max_age,
             dry_run,
@@ -133,6 +139,8 @@ pub fn validate(
             },
             retention,
             verify,
+            strategy,
+            sync_streams: sync_streams as usize,
             backup_branch,
             restore_test_expiry_hours: expiry,
             max_backup_age_hours: max_age,
@@ -222,6 +230,21 @@ impl Validator<'_> {
                 self.problem(
                     "verify",
                     format!("\"{value}\" is not a verification level; expected full or counts"),
+                );
+                None
+            }
+        }
+    }
+
+    fn strategy(&mut self) -> Option<Strategy> {
+        let value = self.raw.value_or_default("strategy")?;
+        match value.as_str() {
+            "snapshot" => Some(Strategy::Snapshot),
+            "full" => Some(Strategy::Full),
+            _ => {
+                self.problem(
+                    "strategy",
+                    format!("\"{value}\" is not a backup strategy; expected snapshot or full"),
                 );
                 None
             }

@@ -64,12 +64,14 @@ pub enum InspectError {
 }
 
 impl InspectError {
-    fn query(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> InspectError {
+    pub(crate) fn query(
+        what: impl Into<String>,
+    ) -> impl FnOnce(tokio_postgres::Error) -> InspectError {
         let what = what.into();
         move |source| InspectError::Query { what, source }
     }
 
-    fn unexpected(what: impl Into<String>, detail: impl Into<String>) -> InspectError {
+    pub(crate) fn unexpected(what: impl Into<String>, detail: impl Into<String>) -> InspectError {
         InspectError::Unexpected {
             what: what.into(),
             detail: detail.into(),
@@ -336,6 +338,17 @@ async fn export_snapshot(client: &Client) -> Result<String, InspectError> {
         .await
         .map_err(InspectError::query("exporting the snapshot"))?;
     Ok(row.get(0))
+}
+
+/// Pins `client`'s session and opens a read-only transaction in the exported snapshot `snapshot_id`
+/// (see [`SourceSnapshot`]); the caller ends it.
+pub async fn import_snapshot(client: &Client, snapshot_id: &str) -> Result<(), InspectError> {
+    let import = import_snapshot_sql(snapshot_id)?;
+    pin_session(client).await?;
+    client
+        .batch_execute(&import)
+        .await
+        .map_err(InspectError::query("importing the snapshot"))
 }
 
 fn import_snapshot_sql(snapshot_id: &str) -> Result<String, InspectError> {

@@ -61,6 +61,8 @@ pub enum Reason {
     RestoreTestKept {
         expires_at: Option<DateTime<Utc>>,
     },
+    /// The mirror the snapshot strategy syncs: its children are the backups.
+    Mirror,
     /// Branches depend on it (children cannot outlive their parent on Neon).
     HasChildren {
         children: Vec<String>,
@@ -76,6 +78,8 @@ pub enum Reason {
     RestoreTestSuperseded {
         by: String,
     },
+    /// A mirror replaced by a full rebuild; it goes once no backup is its child.
+    MirrorRetired,
 }
 
 impl Reason {
@@ -87,6 +91,7 @@ impl Reason {
                 | Reason::RestoreTestExpired { .. }
                 | Reason::RestoreTestStale
                 | Reason::RestoreTestSuperseded { .. }
+                | Reason::MirrorRetired
         )
     }
 }
@@ -106,6 +111,10 @@ impl fmt::Display for Reason {
                 week.year(),
                 week.week()
             ),
+            Reason::Mirror => f.write_str("the mirror the backups are snapshots of"),
+            Reason::MirrorRetired => {
+                f.write_str("a retired mirror (replaced by a full rebuild) no backup depends on")
+            }
             Reason::IncompleteWithinGrace => {
                 f.write_str("incomplete but within the grace period (a backup may be running)")
             }
@@ -196,6 +205,8 @@ pub fn plan(branches: &[BranchInfo], scope: &Scope, policy: &Policy) -> Plan {
                         Reason::IncompleteWithinGrace
                     }
                 }
+                BranchKind::Mirror => Reason::Mirror,
+                BranchKind::RetiredMirror { .. } => Reason::MirrorRetired,
                 BranchKind::RestoreTest { at } => match b.branch.expires_at {
                     Some(expires_at) if expires_at <= now => {
                         Reason::RestoreTestExpired { expires_at }
@@ -288,8 +299,9 @@ fn sort_key(b: &BranchInfo) -> (DateTime<Utc>, String) {
     let at = match branches::classify(&b.branch.name) {
         BranchKind::Backup { at }
         | BranchKind::IncompleteBackup { at }
-        | BranchKind::RestoreTest { at } => at,
-        BranchKind::Foreign => b.branch.created_at,
+        | BranchKind::RestoreTest { at }
+        | BranchKind::RetiredMirror { at } => at,
+        BranchKind::Mirror | BranchKind::Foreign => b.branch.created_at,
     };
     (at, b.branch.name.clone())
 }

@@ -34,6 +34,7 @@ fn ours(name: &str) -> crate::neon::Annotations {
     let kind = match branches::classify(name) {
         BranchKind::Backup { .. } | BranchKind::IncompleteBackup { .. } => ownership::KIND_BACKUP,
         BranchKind::RestoreTest { .. } => ownership::KIND_RESTORE_TEST,
+        BranchKind::Mirror | BranchKind::RetiredMirror { .. } => ownership::KIND_MIRROR,
         BranchKind::Foreign => return Default::default(),
     };
     ownership::annotations(kind, "run-test", "src-test")

@@ -52,6 +52,7 @@ mod memfile;
 mod post_data;
 pub mod privileges;
 mod relay;
+mod sql_text;
 
 use children::*;
 pub use children::{child_connection, dump_args, restore_args};
@@ -59,6 +60,7 @@ use memfile::{digest, memfd, ListFile};
 pub use post_data::restore_post_data;
 use post_data::*;
 use relay::*;
+pub use sql_text::schema_fingerprint;
 
 use crate::pg::conn::ConnSpec;
 use crate::pg::restore_errors::{RestoreError, RestoreErrorParser, RestoreOutcome};
@@ -107,7 +109,7 @@ pub enum Part {
     Schema,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PipelineReport {
     /// Archive bytes relayed (the streamed pre-data and data archive).
     pub bytes: u64,

@@ -11,14 +11,9 @@
 //!   is the one that creates objects after a failover, as the dumping role did before;
 //! - any other error is fatal, like any pg_restore error off the allow-list.
 
-use std::process::Stdio;
-
-use tokio::io::AsyncReadExt;
 use tokio_postgres::GenericClient;
 
-use super::{
-    cancelled, drain_stderr, kill, spawn, CancelSignal, ListFile, PipelineError, SchemaArchive,
-};
+use super::{CancelSignal, ListFile, PipelineError, SchemaArchive};
 use crate::pg::inspect::quote_ident;
 use crate::pg::restore_errors::{is_benign, RestoreError};
 use crate::pg::tools::PgTools;
@@ -48,7 +43,7 @@ fn is_acl_entry(line: &str) -> bool {
 pub async fn statements(
     tools: &PgTools,
     schema: &SchemaArchive,
-    mut cancel: CancelSignal,
+    cancel: CancelSignal,
 ) -> Result<Vec<PrivilegeStatement>, PipelineError> {
     let entries: Vec<&str> = schema
         .toc
@@ -60,51 +55,7 @@ pub async fn statements(
         return Ok(Vec::new());
     }
     let list = ListFile::new(entries.into_iter())?;
-    let stdin = schema
-        .file
-        .try_clone()
-        .map_err(PipelineError::SchemaArchive)?;
-    let args = [
-        "--no-owner".to_string(),
-        "--file=-".to_string(),
-        list.arg(),
-        "/proc/self/fd/0".to_string(),
-    ];
-    let mut child = spawn(
-        "pg_restore",
-        &tools.pg_restore,
-        &args,
-        Vec::new(),
-        Stdio::from(stdin),
-        Stdio::piped(),
-    )?;
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let errors = drain_stderr(
-        "pg_restore",
-        child.stderr.take().expect("stderr is piped"),
-        None,
-        None,
-    );
-    let mut text = String::new();
-    let read = async {
-        out.read_to_string(&mut text).await?;
-        child.wait().await
-    };
-    let status = tokio::select! {
-        st = read => st.map_err(PipelineError::SchemaArchive)?,
-        _ = cancelled(&mut cancel) => {
-            kill(&mut child).await;
-            return Err(PipelineError::Cancelled);
-        }
-    };
-    let summary = errors.await;
-    if !status.success() {
-        return Err(PipelineError::Restore {
-            errors: Vec::new(),
-            status: status.to_string(),
-            stderr_tail: summary.tail,
-        });
-    }
+    let text = super::sql_text::archive_sql(tools, schema, Some(&list), cancel).await?;
     Ok(parse(&text))
 }
 

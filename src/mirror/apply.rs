@@ -1,0 +1,461 @@
+//! Writing changed rows into the mirror: one table's rows (all of them, or only some buckets of its
+//! key space) copied from the source's snapshot and merged in, so that the mirror's rows equal the
+//! source's afterwards.
+//!
+//! The source's rows land in a temporary stage first; then rows gone from the source are deleted, rows
+//! whose content differs are updated in place, and new rows are inserted. Updating in place (not delete
+//! and insert) keeps foreign keys that point at an unchanged key valid, so no constraint is dropped: the
+//! tables of one foreign-key family are merged in one transaction, deletes children first and
+//! inserts parents first. The user's triggers are disabled for the merge (they fired on the source
+//! already) and FORCE ROW LEVEL SECURITY lifted; both come back before the commit.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_postgres::Client;
+
+use crate::pg::inspect::{quote_ident, quote_qualified, InspectError};
+
+/// What must be known about a table to merge into it, read from the mirror's catalog.
+#[derive(Debug, Clone)]
+pub struct TableShape {
+    pub schema: String,
+    pub name: String,
+    /// Every column that takes a value (not generated), in order.
+    pub columns: Vec<String>,
+    /// Columns an UPDATE may set: not in the key, not `GENERATED ALWAYS AS IDENTITY`.
+    pub update_columns: Vec<String>,
+    /// The primary key, or else the narrowest unique key of NOT NULL plain columns; `None`: rows are
+    /// their own identity.
+    pub key: Option<Vec<String>>,
+    /// Triggers that fire on our writes (enabled in origin mode): (name, `tgenabled`).
+    pub triggers: Vec<(String, String)>,
+    pub force_rls: bool,
+    /// Tables this one references by a foreign key (schema, name).
+    pub references: Vec<(String, String)>,
+}
+
+impl TableShape {
+    pub fn qualified(&self) -> String {
+        quote_qualified(&self.schema, &self.name)
+    }
+
+    /// The expression that places a row in the key space (64 bits): the hash of its key's text, or of
+    /// the whole row for a table without a key. Computed the same way on the source and the mirror.
+    pub fn identity_hash(&self, alias: &str) -> String {
+        match &self.key {
+            Some(key) => format!(
+                "pg_catalog.hashtextextended(ROW({})::pg_catalog.text, 0)",
+                key.iter()
+                    .map(|k| format!("{alias}.{}", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("pg_catalog.hashtextextended({alias}.*::pg_catalog.text, 0)"),
+        }
+    }
+
+    fn column_list(&self, alias: Option<&str>) -> String {
+        self.columns
+            .iter()
+            .map(|c| match alias {
+                Some(a) => format!("{a}.{}", quote_ident(c)),
+                None => quote_ident(c),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Which rows of a table are copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    /// The rows whose identity hash, shifted right by `64 - bits`, is one of `buckets`.
+    Buckets {
+        bits: u32,
+        buckets: Vec<i64>,
+    },
+}
+
+impl Filter {
+    fn condition(&self, shape: &TableShape, alias: &str) -> String {
+        match self {
+            Filter::All => "true".to_string(),
+            Filter::Buckets { bits, buckets } => format!(
+                "({} >> {}) = ANY('{{{}}}'::int8[])",
+                shape.identity_hash(alias),
+                64 - bits,
+                buckets
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// The shapes of `tables` on the mirror.
+pub async fn shapes(
+    mirror: &Client,
+    tables: &[(String, String)],
+) -> Result<Vec<TableShape>, InspectError> {
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, name) in tables {
+        let rel = quote_qualified(schema, name);
+        let what = || format!("reading the definition of {schema}.{name} on the mirror");
+        let columns = mirror
+            .query(
+                "SELECT a.attname::text, a.attgenerated <> '', a.attidentity = 'a' \
+                 FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&rel],
+            )
+            .await
+            .map_err(|source| InspectError::Query {
+                what: what(),
+                source,
+            })?;
+        let key: Option<Vec<String>> = mirror
+            .query_opt(
+                "SELECT array_agg(a.attname::text ORDER BY k.ord) \
+                 FROM pg_catalog.pg_index i \
+                 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1::text::regclass AND (i.indisprimary OR i.indisunique) \
+                   AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
+                 GROUP BY i.indexrelid, i.indisprimary \
+                 HAVING bool_and(a.attnotnull) \
+                 ORDER BY i.indisprimary DESC, count(*), i.indexrelid LIMIT 1",
+                &[&rel],
+            )
+            .await
+            .map_err(|source| InspectError::Query {
+                what: what(),
+                source,
+            })?
+            .map(|r| r.get(0));
+        let triggers = mirror
+            .query(
+                "SELECT tgname::text, tgenabled::text FROM pg_catalog.pg_trigger \
+                 WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgenabled IN ('O', 'A') \
+                 ORDER BY tgname",
+                &[&rel],
+            )
+            .await
+            .map_err(|source| InspectError::Query { what: what(), source })?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let force_rls: bool = mirror
+            .query_one(
+                "SELECT relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1::text::regclass",
+                &[&rel],
+            )
+            .await
+            .map_err(|source| InspectError::Query { what: what(), source })?
+            .get(0);
+        let references = mirror
+            .query(
+                "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_catalog.pg_constraint f \
+                 JOIN pg_catalog.pg_class c ON c.oid = f.confrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE f.contype = 'f' AND f.conrelid = $1::text::regclass AND f.confrelid <> f.conrelid",
+                &[&rel],
+            )
+            .await
+            .map_err(|source| InspectError::Query { what: what(), source })?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let key_set: Vec<String> = key.clone().unwrap_or_default();
+        out.push(TableShape {
+            schema: schema.clone(),
+            name: name.clone(),
+            columns: columns
+                .iter()
+                .filter(|r| !r.get::<_, bool>(1))
+                .map(|r| r.get(0))
+                .collect(),
+            update_columns: columns
+                .iter()
+                .filter(|r| !r.get::<_, bool>(1) && !r.get::<_, bool>(2))
+                .map(|r| r.get::<_, String>(0))
+                .filter(|c| !key_set.contains(c))
+                .collect(),
+            key,
+            triggers,
+            force_rls,
+            references,
+        });
+    }
+    Ok(out)
+}
+
+/// What one table's merge moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Rows read from the source.
+    pub rows_read: u64,
+    /// Bytes of COPY data read from the source.
+    pub bytes_read: u64,
+    pub deleted: u64,
+    pub updated: u64,
+    pub inserted: u64,
+}
+
+/// One table of a family to merge: its shape, which rows, and its stage's name.
+pub struct Job<'a> {
+    pub shape: &'a TableShape,
+    pub filter: Filter,
+    stage: String,
+}
+
+impl<'a> Job<'a> {
+    pub fn new(shape: &'a TableShape, filter: Filter, index: usize) -> Job<'a> {
+        Job {
+            shape,
+            filter,
+            stage: format!("supaneon_stage_{index}"),
+        }
+    }
+}
+
+/// Merges a family of tables (`jobs`, referenced tables before those referencing them) in one
+/// transaction on `mirror`, reading from `source`, which must be inside the source's snapshot.
+pub async fn merge_family(
+    source: &Client,
+    mirror: &Client,
+    jobs: &[Job<'_>],
+) -> Result<Vec<Merged>, InspectError> {
+    let q = |what: String| move |source| InspectError::Query { what, source };
+    mirror
+        .batch_execute("BEGIN")
+        .await
+        .map_err(q("opening the mirror's transaction".into()))?;
+    let result = async {
+        let mut merged = vec![Merged::default(); jobs.len()];
+        for (job, m) in jobs.iter().zip(&mut merged) {
+            let s = job.shape;
+            let mut prologue = String::new();
+            for (trigger, _) in &s.triggers {
+                prologue.push_str(&format!(
+                    "ALTER TABLE {} DISABLE TRIGGER {};",
+                    s.qualified(),
+                    quote_ident(trigger)
+                ));
+            }
+            if s.force_rls {
+                prologue.push_str(&format!(
+                    "ALTER TABLE {} NO FORCE ROW LEVEL SECURITY;",
+                    s.qualified()
+                ));
+            }
+            // Column types, typmods and collations as the table has them; no constraints.
+            prologue.push_str(&format!(
+                "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA;",
+                quote_ident(&job.stage),
+                s.column_list(None),
+                s.qualified()
+            ));
+            mirror.batch_execute(&prologue).await.map_err(q(format!(
+                "preparing {}.{} on the mirror",
+                s.schema, s.name
+            )))?;
+            let (rows, bytes) = stage(source, mirror, job).await?;
+            m.rows_read = rows;
+            m.bytes_read = bytes;
+        }
+        // Rows gone from the source: children first, so no key still referenced is deleted.
+        for (job, m) in jobs.iter().zip(&mut merged).rev() {
+            m.deleted = mirror
+                .execute(&delete_sql(job), &[])
+                .await
+                .map_err(q(format!(
+                    "deleting rows of {}.{} on the mirror",
+                    job.shape.schema, job.shape.name
+                )))?;
+        }
+        // Changed and new rows: parents first, so every new reference finds its key.
+        for (job, m) in jobs.iter().zip(&mut merged) {
+            if let Some(update) = update_sql(job) {
+                m.updated = mirror.execute(&update, &[]).await.map_err(q(format!(
+                    "updating rows of {}.{} on the mirror",
+                    job.shape.schema, job.shape.name
+                )))?;
+            }
+            m.inserted = mirror
+                .execute(&insert_sql(job), &[])
+                .await
+                .map_err(q(format!(
+                    "inserting rows of {}.{} on the mirror",
+                    job.shape.schema, job.shape.name
+                )))?;
+        }
+        let mut epilogue = String::new();
+        for job in jobs {
+            let s = job.shape;
+            for (trigger, state) in &s.triggers {
+                let how = if state == "A" {
+                    "ENABLE ALWAYS"
+                } else {
+                    "ENABLE"
+                };
+                epilogue.push_str(&format!(
+                    "ALTER TABLE {} {how} TRIGGER {};",
+                    s.qualified(),
+                    quote_ident(trigger)
+                ));
+            }
+            if s.force_rls {
+                epilogue.push_str(&format!(
+                    "ALTER TABLE {} FORCE ROW LEVEL SECURITY;",
+                    s.qualified()
+                ));
+            }
+        }
+        epilogue.push_str("COMMIT");
+        mirror
+            .batch_execute(&epilogue)
+            .await
+            .map_err(q("committing the mirror's transaction".into()))?;
+        Ok(merged)
+    }
+    .await;
+    if result.is_err() {
+        let _ = mirror.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+/// Streams the job's rows from the source into its stage. Returns (rows, bytes).
+async fn stage(
+    source: &Client,
+    mirror: &Client,
+    job: &Job<'_>,
+) -> Result<(u64, u64), InspectError> {
+    let s = job.shape;
+    let what = |step: &str| format!("{step} {}.{}", s.schema, s.name);
+    let out_sql = format!(
+        "COPY (SELECT {} FROM ONLY {} AS r WHERE {}) TO STDOUT",
+        s.column_list(Some("r")),
+        s.qualified(),
+        job.filter.condition(s, "r")
+    );
+    let in_sql = format!(
+        "COPY {} ({}) FROM STDIN",
+        quote_ident(&job.stage),
+        s.column_list(None)
+    );
+    let rows_out = source
+        .copy_out(&out_sql)
+        .await
+        .map_err(|source| InspectError::Query {
+            what: what("reading the changed rows of"),
+            source,
+        })?;
+    let sink = mirror
+        .copy_in(&in_sql)
+        .await
+        .map_err(|source| InspectError::Query {
+            what: what("staging the changed rows of"),
+            source,
+        })?;
+    futures_util::pin_mut!(rows_out);
+    futures_util::pin_mut!(sink);
+    let mut bytes = 0u64;
+    while let Some(chunk) = rows_out.next().await {
+        let chunk = chunk.map_err(|source| InspectError::Query {
+            what: what("reading the changed rows of"),
+            source,
+        })?;
+        bytes += chunk.len() as u64;
+        sink.send(chunk)
+            .await
+            .map_err(|source| InspectError::Query {
+                what: what("staging the changed rows of"),
+                source,
+            })?;
+    }
+    let rows = sink.finish().await.map_err(|source| InspectError::Query {
+        what: what("staging the changed rows of"),
+        source,
+    })?;
+    Ok((rows, bytes))
+}
+
+fn key_match(shape: &TableShape, left: &str, right: &str) -> Option<String> {
+    shape.key.as_ref().map(|key| {
+        key.iter()
+            .map(|k| format!("{left}.{c} = {right}.{c}", c = quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    })
+}
+
+/// Deletes the mirror's rows in the job's range that the stage lacks: by key, or (no key) every row
+/// of the range, since the stage holds all of them again.
+fn delete_sql(job: &Job<'_>) -> String {
+    let s = job.shape;
+    let range = job.filter.condition(s, "t");
+    match key_match(s, "g", "t") {
+        Some(matched) => format!(
+            "DELETE FROM ONLY {} AS t WHERE {range} AND NOT EXISTS (SELECT 1 FROM {} AS g WHERE {matched})",
+            s.qualified(),
+            quote_ident(&job.stage)
+        ),
+        None => format!("DELETE FROM ONLY {} AS t WHERE {range}", s.qualified()),
+    }
+}
+
+/// Updates rows whose key is in the stage with different content (compared as text: every type has
+/// one, not every type has equality).
+fn update_sql(job: &Job<'_>) -> Option<String> {
+    let s = job.shape;
+    let matched = key_match(s, "g", "t")?;
+    if s.update_columns.is_empty() {
+        return None;
+    }
+    let cols = |alias: &str| {
+        s.update_columns
+            .iter()
+            .map(|c| format!("{alias}.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let targets = s
+        .update_columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "UPDATE ONLY {} AS t SET ({targets}) = ROW({}) FROM {} AS g \
+         WHERE {matched} AND ROW({})::pg_catalog.text IS DISTINCT FROM ROW({})::pg_catalog.text",
+        s.qualified(),
+        cols("g"),
+        quote_ident(&job.stage),
+        cols("t"),
+        cols("g"),
+    ))
+}
+
+/// Inserts the stage's rows whose key the mirror lacks (every staged row for a table without a key,
+/// whose range was emptied).
+fn insert_sql(job: &Job<'_>) -> String {
+    let s = job.shape;
+    let absent = match key_match(s, "t", "g") {
+        Some(matched) => format!(
+            " WHERE NOT EXISTS (SELECT 1 FROM ONLY {} AS t WHERE {matched})",
+            s.qualified()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} AS g{absent}",
+        s.qualified(),
+        s.column_list(None),
+        s.column_list(Some("g")),
+        quote_ident(&job.stage)
+    )
+}

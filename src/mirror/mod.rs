@@ -1,0 +1,429 @@
+//! The snapshot strategy: one long-lived mirror branch (`supaneon-mirror`, a child of the parent branch)
+//! is the only branch a backup writes. Each run brings it to the source's snapshot, verifies it against
+//! the manifest and stores the manifest in it; only then is `backup-<ts>` created as a child of it:
+//! copy-on-write, written nothing, complete and verified at birth, and without a compute. Neon bills a
+//! child for what it writes, so a backup costs next to nothing however large the database.
+//!
+//! Rooms: [`state`] (what the mirror knows of its last sync), [`sync`] (the incremental sync),
+//! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror).
+//! The first run, and any run after the definitions changed, restores the mirror in full through
+//! [`crate::backup::restore`].
+
+mod apply;
+mod digest;
+pub mod state;
+pub mod sync;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::backup::restore::{self, Fail, Preflight, Restored};
+use crate::backup::BackupOutcome;
+use crate::branch_conn;
+use crate::branches::{self, PendingBranch, MIRROR_NAME};
+use crate::context::RunContext;
+use crate::error::{Error, Failure, Result};
+use crate::neon::{BranchInfo, CreateBranch, NeonClient};
+use crate::pg::conn::{self, ConnSpec};
+use crate::pg::pipeline::{self, CancelSignal, PipelineReport};
+use crate::preflight::APP_NAME;
+use crate::{budget, ownership};
+
+pub use sync::SyncReport;
+
+/// How this run brought the mirror to the source.
+#[derive(Debug, Clone)]
+pub enum SyncPath {
+    /// The mirror was restored in full: `why` says why (first run, changed definitions, ...).
+    Full { why: String },
+    /// Only what changed was copied.
+    Incremental(SyncReport),
+}
+
+const FIRST_SYNC: Fail = Fail {
+    impact: "no backup was made by this run; the new mirror is not verified and is deleted (or left for the next run to rebuild)",
+};
+
+/// The fingerprint that decides whether a mirror can be synced incrementally: the definitions' SQL, the
+/// selected content, and this build (a new build may copy differently).
+pub fn definitions_fingerprint(schema_fingerprint: &str, dump_args: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"supaneon-sync mirror v1\0");
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(b"\0");
+    h.update(schema_fingerprint.as_bytes());
+    for arg in dump_args {
+        h.update(b"\0");
+        h.update(arg.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Runs one backup by the snapshot strategy.
+pub async fn run(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    mut cancel: CancelSignal,
+) -> Result<BackupOutcome> {
+    // A mirror this run creates, until it is verified: deleted if the run fails before that.
+    let created: Arc<Mutex<Option<PendingBranch>>> = Arc::default();
+    let attempt = take_backup(ctx, neon, cancel.clone(), created.clone());
+    let result = tokio::select! {
+        result = attempt => result,
+        _ = pipeline::cancelled(&mut cancel) => Err(Failure::new("the backup was cancelled (SIGTERM or SIGINT)")
+            .impact("no backup was made by this run; earlier backups are untouched, and a part-synced mirror is harmless")
+            .hint("run it again; nothing needs cleaning up by hand")
+            .into()),
+    };
+    if result.is_err() {
+        let pending = created.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(pending) = pending {
+            pending
+                .delete(neon, "the next run rebuilds it (it is not verified)")
+                .await;
+        }
+    }
+    result
+}
+
+async fn take_backup(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    cancel: CancelSignal,
+    created: Arc<Mutex<Option<PendingBranch>>>,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let Preflight {
+        source,
+        project,
+        parent_id,
+    } = restore::preflight(ctx, neon).await?;
+    let branches = list(neon).await?;
+    let scope = ctx.scope(&branches)?;
+    if let Some(b) = branches.iter().find(|b| b.branch.name == MIRROR_NAME) {
+        if let Some(why) = scope.not_ours(b) {
+            return Err(Failure::new(format!(
+                "a branch named {MIRROR_NAME} exists that this deployment did not make: {why}"
+            ))
+            .impact("no backup was made; nothing was changed on Neon")
+            .hint("rename or delete that branch if it is not needed, or set strategy: full; supaneon-sync never writes a branch it did not make")
+            .into());
+        }
+    }
+    let existing = scope.mirror(&branches).cloned();
+    let settings = ctx
+        .config
+        .neon
+        .as_ref()
+        .expect("preflight checked the Neon settings");
+
+    let mut rebuild_why = "the first run builds the mirror".to_string();
+    let mut synced = None;
+    if let Some(mirror) = &existing {
+        let (spec, client) = connect_mirror(neon, settings, mirror).await?;
+        lock(&client).await?;
+        let state = state::read(&client)
+            .await
+            .map_err(|e| FIRST_SYNC.target("reading the mirror's state failed", e))?;
+        match state {
+            Some(st) if st.verified => {
+                match sync::run(ctx, &source, &spec, &client, &st, cancel.clone()).await {
+                    Ok(sync::Outcome::Synced(done)) => {
+                        synced = Some((mirror.clone(), client, *done));
+                    }
+                    Ok(sync::Outcome::Rebuild(why)) => rebuild_why = why,
+                    Err(e) if !*cancel.borrow() => {
+                        ctx.actions.warning(&format!(
+                            "the incremental sync failed, so the mirror is rebuilt in full: {}",
+                            crate::actions::one_line(&e.render())
+                        ));
+                        rebuild_why = "the incremental sync failed".into();
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(_) => rebuild_why = "the mirror's last sync did not finish".into(),
+            None => rebuild_why = "the mirror has no record of a verified sync".into(),
+        }
+    }
+
+    let (mirror, mirror_client, manifest, piped, notes, not_backed_up, refreshed, path) =
+        match synced {
+            Some((mirror, client, done)) => {
+                let report = done.report.clone();
+                let piped = PipelineReport {
+                    bytes: report.bytes_read + report.digest_bytes,
+                    schema_bytes: report.schema_bytes,
+                    ..PipelineReport::default()
+                };
+                (
+                    mirror,
+                    client,
+                    done.manifest,
+                    piped,
+                    Vec::new(),
+                    done.not_backed_up,
+                    done.refreshed,
+                    SyncPath::Incremental(report),
+                )
+            }
+            None => {
+                tracing::info!("rebuilding the mirror in full: {rebuild_why}");
+                let fresh = rebuild(
+                    ctx,
+                    neon,
+                    &project,
+                    parent_id,
+                    existing.as_ref(),
+                    &branches,
+                    &created,
+                )
+                .await?;
+                let (spec, client) = connect_mirror(neon, settings, &fresh).await?;
+                lock(&client).await?;
+                let Restored {
+                    manifest,
+                    pipeline: piped,
+                    notes,
+                    not_backed_up,
+                    refreshed,
+                    schema_fingerprint,
+                    dump_args,
+                    target,
+                } = restore::restore_into(ctx, source, &spec, client, FIRST_SYNC, cancel.clone())
+                    .await?;
+                let fingerprint = definitions_fingerprint(&schema_fingerprint, &dump_args);
+                state::mark_verified(&target, &fingerprint, &ctx.run_id)
+                    .await
+                    .map_err(|e| {
+                        FIRST_SYNC.target("recording the mirror's verified sync failed", e)
+                    })?;
+                // Verified: from here on a failure leaves a good mirror, not one to delete.
+                *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                (
+                    fresh,
+                    target,
+                    manifest,
+                    piped,
+                    notes,
+                    not_backed_up,
+                    refreshed,
+                    SyncPath::Full { why: rebuild_why },
+                )
+            }
+        };
+
+    // The backup: a child of the verified mirror, written nothing, no compute. Our session (and its lock)
+    // ends first: the mirror is verified and nothing of ours writes it any more.
+    drop(mirror_client);
+    let backup = snapshot(
+        ctx,
+        neon,
+        &project,
+        &mirror,
+        &manifest,
+        &source_version(&manifest),
+    )
+    .await?;
+    let mut notes = notes;
+    if let Err(e) = suspend_mirror(neon, &mirror).await {
+        notes.push(format!(
+            "the mirror's compute could not be suspended ({e}); Neon suspends it after 5 idle minutes"
+        ));
+    }
+    Ok(BackupOutcome {
+        branch_name: backup.0,
+        branch_id: backup.1,
+        manifest,
+        pipeline: piped,
+        duration: started.elapsed(),
+        notes,
+        not_backed_up,
+        refreshed,
+        sync: Some(path),
+    })
+}
+
+fn source_version(manifest: &crate::pg::manifest::Manifest) -> String {
+    manifest.source_server_version.clone()
+}
+
+async fn list(neon: &NeonClient) -> Result<Vec<BranchInfo>> {
+    neon.list_branches().await.map_err(|e| {
+        e.into_failure("no backup was made; nothing was changed on Neon")
+            .into()
+    })
+}
+
+/// Connects to the mirror's read-write compute (creating one if it has none).
+async fn connect_mirror(
+    neon: &NeonClient,
+    settings: &crate::config::NeonSettings,
+    mirror: &BranchInfo,
+) -> Result<(ConnSpec, Client)> {
+    let impact = "no backup was made by this run; earlier backups are untouched";
+    let mut endpoints = neon
+        .list_endpoints(&mirror.branch.id)
+        .await
+        .map_err(|e| e.into_failure(impact))?;
+    if !endpoints
+        .iter()
+        .any(|e| e.endpoint_type == crate::neon::EndpointType::ReadWrite)
+    {
+        endpoints.push(
+            neon.create_endpoint(&mirror.branch.id)
+                .await
+                .map_err(|e| e.into_failure(impact))?,
+        );
+    }
+    let spec = branch_conn::branch_spec_with(neon, settings, &mirror.branch.id, &endpoints)
+        .await
+        .map_err(|e| match e {
+            branch_conn::BranchConnError::Api(e) => Error::from(e.into_failure(impact)),
+            other => FIRST_SYNC.target(
+                "Neon returned an unusable connection URI for the mirror",
+                other,
+            ),
+        })?;
+    let client = conn::connect(&spec, APP_NAME).await.map_err(|e| {
+        Error::from(
+            Failure::new(format!("cannot connect to the mirror {MIRROR_NAME}: {e}")).impact(impact),
+        )
+    })?;
+    Ok((spec, client))
+}
+
+async fn lock(client: &Client) -> Result<()> {
+    let held = state::try_lock(client)
+        .await
+        .map_err(|e| FIRST_SYNC.target("locking the mirror failed", e))?;
+    if held {
+        return Ok(());
+    }
+    Err(
+        Failure::new("another supaneon-sync run is syncing the mirror right now")
+            .impact("no backup was made by this run; the other run's backup is unaffected")
+            .hint("give the workflow a `concurrency:` group so runs queue instead of overlapping")
+            .into(),
+    )
+}
+
+/// Replaces the mirror with a fresh, empty one: the old one is deleted when no backup depends on it,
+/// and otherwise renamed `supaneon-mirror-retired-<ts>` (prune deletes it once its last backup goes).
+async fn rebuild(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    project: &crate::neon::Project,
+    parent_id: Option<String>,
+    old: Option<&BranchInfo>,
+    branches: &[BranchInfo],
+    created: &Mutex<Option<PendingBranch>>,
+) -> Result<BranchInfo> {
+    let impact = "no backup was made by this run; earlier backups are untouched";
+    if let Some(old) = old {
+        let has_children = branches
+            .iter()
+            .any(|b| b.branch.parent_id.as_deref() == Some(old.branch.id.as_str()));
+        if has_children {
+            let retired = branches::retired_mirror_name(Utc::now());
+            neon.rename_branch(&old.branch.id, &retired)
+                .await
+                .map_err(|e| e.into_failure(impact))?;
+            ctx.actions.info(&format!(
+                "the old mirror is kept as {retired} while backups depend on it; prune deletes it after them"
+            ));
+        } else {
+            neon.delete_branch(&old.branch.id)
+                .await
+                .map_err(|e| e.into_failure(impact))?;
+        }
+    }
+    let fingerprint = ctx
+        .config
+        .source
+        .as_ref()
+        .map(ownership::source_fingerprint)
+        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
+    let request = CreateBranch {
+        name: MIRROR_NAME.to_string(),
+        parent_id,
+        expires_at: None,
+        annotations: ownership::annotations(ownership::KIND_MIRROR, &ctx.run_id, &fingerprint),
+        with_endpoint: true,
+    };
+    let made = budget::create_with_room(ctx, neon, project, &request, created, &[], impact).await?;
+    tracing::info!(branch = MIRROR_NAME, id = %made.branch.id, "mirror created");
+    Ok(BranchInfo {
+        branch: made.branch,
+        annotations: request.annotations,
+    })
+}
+
+/// Creates `backup-<ts>` as a child of the verified mirror. Returns (name, id).
+async fn snapshot(
+    ctx: &RunContext,
+    neon: &NeonClient,
+    project: &crate::neon::Project,
+    mirror: &BranchInfo,
+    manifest: &crate::pg::manifest::Manifest,
+    version: &str,
+) -> Result<(String, String)> {
+    let group = ctx.actions.group("snapshot the mirror");
+    let fingerprint = ctx
+        .config
+        .source
+        .as_ref()
+        .map(ownership::source_fingerprint)
+        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
+    let mut annotations = ownership::annotations(ownership::KIND_BACKUP, &ctx.run_id, &fingerprint);
+    annotations.insert("source-server-version".into(), version.to_string());
+    annotations.insert("tool-version".into(), env!("CARGO_PKG_VERSION").into());
+    annotations.insert("strategy".into(), "snapshot".into());
+    annotations.insert(
+        ownership::TABLES_KEY.into(),
+        manifest.tables.len().to_string(),
+    );
+    annotations.insert(
+        ownership::ROWS_KEY.into(),
+        manifest.total_rows().to_string(),
+    );
+    let request = CreateBranch {
+        name: branches::backup_name(Utc::now()),
+        parent_id: Some(mirror.branch.id.clone()),
+        expires_at: None,
+        annotations,
+        with_endpoint: false,
+    };
+    // A backup child is complete at birth: nothing to clean up if the run stops after asking for it.
+    let slot = Mutex::new(None);
+    let made = budget::create_with_room(
+        ctx,
+        neon,
+        project,
+        &request,
+        &slot,
+        &[mirror.branch.id.as_str()],
+        "the mirror is synced and verified, but no backup branch was made by this run",
+    )
+    .await?;
+    tracing::info!(branch = %made.branch.name, id = %made.branch.id, "backup created: a snapshot of the verified mirror");
+    drop(group);
+    Ok((made.branch.name, made.branch.id))
+}
+
+async fn suspend_mirror(neon: &NeonClient, mirror: &BranchInfo) -> std::result::Result<(), String> {
+    let endpoints = neon
+        .list_endpoints(&mirror.branch.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    for ep in endpoints {
+        neon.suspend_endpoint(&ep.id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! What the mirror knows about itself: the fingerprint of the definitions it was last synced to, and
+//! whether that sync was verified. Kept in the mirror (`supaneon_sync.mirror_state`), beside the manifest,
+//! so a run needs nothing but the mirror to decide between an incremental sync and a rebuild.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use crate::pg::inspect::InspectError;
+
+/// One row: the mirror's last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorState {
+    /// [`super::definitions_fingerprint`] of the last sync.
+    pub fingerprint: String,
+    /// True once the sync matched the source's manifest; false from the moment a sync starts writing.
+    pub verified: bool,
+    pub synced_at: DateTime<Utc>,
+    pub run_id: String,
+}
+
+const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
+     CREATE TABLE IF NOT EXISTS supaneon_sync.mirror_state ( \
+       id int PRIMARY KEY CHECK (id = 1), fingerprint text NOT NULL, verified boolean NOT NULL, \
+       synced_at timestamptz NOT NULL, run_id text NOT NULL)";
+
+/// The mirror's state, or `None` when it has none (a sync that never finished its first restore).
+pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT pg_catalog.to_regclass('supaneon_sync.mirror_state') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("looking for the mirror's state"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT fingerprint, verified, synced_at, run_id FROM supaneon_sync.mirror_state WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("reading the mirror's state"))?;
+    Ok(row.map(|r| MirrorState {
+        fingerprint: r.get(0),
+        verified: r.get(1),
+        synced_at: r.get(2),
+        run_id: r.get(3),
+    }))
+}
+
+/// Records that `run_id` starts writing: until [`mark_verified`], the mirror is no backup's source.
+pub async fn mark_syncing(client: &Client, run_id: &str) -> Result<(), InspectError> {
+    client
+        .execute(
+            "UPDATE supaneon_sync.mirror_state SET verified = false, run_id = $1 WHERE id = 1",
+            &[&run_id],
+        )
+        .await
+        .map_err(InspectError::query("marking the mirror as being synced"))?;
+    Ok(())
+}
+
+/// Records a verified sync to `fingerprint`.
+pub async fn mark_verified(
+    client: &Client,
+    fingerprint: &str,
+    run_id: &str,
+) -> Result<(), InspectError> {
+    client
+        .batch_execute(CREATE)
+        .await
+        .map_err(InspectError::query("creating the mirror's state table"))?;
+    client
+        .execute(
+            "INSERT INTO supaneon_sync.mirror_state (id, fingerprint, verified, synced_at, run_id) \
+             VALUES (1, $1, true, now(), $2) \
+             ON CONFLICT (id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, verified = true, \
+               synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id",
+            &[&fingerprint, &run_id],
+        )
+        .await
+        .map_err(InspectError::query("recording the mirror's verified sync"))?;
+    Ok(())
+}
+
+/// Holds the mirror for this session: a second run syncing the same mirror at the same time would
+/// interleave writes with ours. Released when the session closes.
+pub async fn try_lock(client: &Client) -> Result<bool, InspectError> {
+    Ok(client
+        .query_one(
+            "SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('supaneon-sync mirror'))",
+            &[],
+        )
+        .await
+        .map_err(InspectError::query("locking the mirror"))?
+        .get(0))
+}

@@ -1,0 +1,473 @@
+//! The incremental sync: the mirror brought to the source's snapshot by copying only what changed, then
+//! verified against the source's manifest exactly as a full restore is.
+//!
+//! Both sides are fingerprinted server-side (row counts and checksums per table: no row leaves either
+//! server to compare). A table whose fingerprint differs is narrowed down to the buckets of its key
+//! space that differ ([`super::digest`]), and only those rows are copied from the snapshot and merged in
+//! ([`super::apply`]). The mirror's digests are always computed afresh from its rows: a mirror changed
+//! behind the tool's back differs like any changed table, is repaired, and is reported.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use futures_util::future::try_join_all;
+use tokio_postgres::Client;
+
+use super::apply::{self, Job, Merged, TableShape};
+use super::digest;
+use super::state::{self, MirrorState};
+use crate::backup::restore::{self, Fail, Source};
+use crate::config::VerifyLevel;
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::pg::conn::{self, ConnSpec};
+use crate::pg::content::{self, Selection};
+use crate::pg::fingerprints::SequenceRule;
+use crate::pg::inspect::{self, InspectError, KnownChecksums};
+use crate::pg::manifest::{Manifest, Mismatch, TableKind};
+use crate::pg::pipeline::{self, CancelSignal, DumpOptions};
+use crate::preflight::APP_NAME;
+
+/// What an incremental sync did.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub tables_compared: usize,
+    /// Tables whose rows differed, `schema.name`.
+    pub tables_changed: Vec<String>,
+    /// Tables that differed from what the last verified sync left (changed behind the tool's back).
+    pub repaired: Vec<String>,
+    pub rows_read: u64,
+    /// COPY bytes read from the source.
+    pub bytes_read: u64,
+    /// Digest bytes read from the source while narrowing changes down.
+    pub digest_bytes: u64,
+    pub deleted: u64,
+    pub updated: u64,
+    pub inserted: u64,
+    /// Size of the schema archive read from the source (to compare definitions).
+    pub schema_bytes: u64,
+}
+
+/// A finished incremental sync: the mirror matches `manifest`.
+pub(crate) struct Synced {
+    pub manifest: Manifest,
+    pub report: SyncReport,
+    pub not_backed_up: Vec<String>,
+    pub refreshed: Vec<String>,
+}
+
+/// How the sync ended.
+pub(crate) enum Outcome {
+    Synced(Box<Synced>),
+    /// The mirror cannot be synced incrementally; the reason says why (a full rebuild follows).
+    Rebuild(String),
+}
+
+const FAIL: Fail = Fail {
+    impact: "no backup was made by this run; the mirror is left part-synced, which is harmless (it is no backup), and the next run syncs it again",
+};
+
+/// Syncs `mirror` (locked by this run, its state `state`) with the source.
+pub(crate) async fn run(
+    ctx: &RunContext,
+    source: &Source,
+    mirror_spec: &ConnSpec,
+    mirror: &Client,
+    state: &MirrorState,
+    cancel: CancelSignal,
+) -> Result<Outcome> {
+    let config = &ctx.config;
+    let streams = config.sync_streams.max(1);
+    let group = ctx.actions.group("snapshot and comparison");
+    let Some(stored) = inspect::read_manifest(mirror)
+        .await
+        .map_err(|e| FAIL.target("reading the mirror's manifest failed", e))?
+    else {
+        return Ok(Outcome::Rebuild("the mirror holds no manifest".into()));
+    };
+    let opened = conn::connect(&source.spec, APP_NAME)
+        .await
+        .map_err(|e| restore::source_unreachable(&e))?;
+    let snapshot = inspect::SourceSnapshot::open(opened)
+        .await
+        .map_err(|e| restore::source_query(e, "opening the snapshot"))?;
+    let mut selection = content::select(snapshot.client(), &config.content)
+        .await
+        .map_err(|e| restore::source_query(e, "choosing the schemas"))?;
+    selection.privilege_roles = stored
+        .definitions
+        .as_ref()
+        .map(|d| d.privilege_roles.clone())
+        .unwrap_or_default();
+    let not_backed_up = crate::backup::not_backed_up(&selection);
+    let opts = DumpOptions {
+        schemas: selection.schemas.clone(),
+        exclude_tables: selection.exclude_tables.clone(),
+        exclude_table_data: selection.exclude_table_data.clone(),
+        snapshot: Some(snapshot.id().to_string()),
+        stall_timeout: Some(config.stall_timeout),
+    };
+    let schema = pipeline::dump_schema(&source.tools, &source.spec, &opts, cancel.clone())
+        .await
+        .map_err(|e| FAIL.restore("the schema could not be dumped", e))?;
+    let schema_fingerprint = pipeline::schema_fingerprint(&source.tools, &schema, cancel.clone())
+        .await
+        .map_err(|e| FAIL.restore("the schema archive could not be read back", e))?;
+    let fingerprint =
+        super::definitions_fingerprint(&schema_fingerprint, &selection.pg_dump_args());
+    if fingerprint != state.fingerprint {
+        return Ok(Outcome::Rebuild(
+            "the definitions (tables, columns, indexes, functions, policies, grants) or the selected content changed since the last sync".into(),
+        ));
+    }
+    let mut report = SyncReport {
+        schema_bytes: schema.bytes,
+        ..SyncReport::default()
+    };
+    state::mark_syncing(mirror, &ctx.run_id)
+        .await
+        .map_err(|e| FAIL.target("marking the mirror as being synced failed", e))?;
+
+    // Sessions: one source session per stream in the snapshot, one mirror session per stream.
+    let mut source_sessions = Vec::with_capacity(streams);
+    let mut mirror_extra = Vec::with_capacity(streams - 1);
+    for _ in 0..streams {
+        source_sessions.push(
+            conn::connect(&source.spec, APP_NAME)
+                .await
+                .map_err(|e| restore::source_unreachable(&e))?,
+        );
+    }
+    for _ in 1..streams {
+        mirror_extra.push(
+            conn::connect(mirror_spec, APP_NAME)
+                .await
+                .map_err(|e| FAIL.target("cannot open another session on the mirror", e))?,
+        );
+    }
+    let source_refs: Vec<&Client> = source_sessions.iter().collect();
+    let mut mirror_refs: Vec<&Client> = vec![mirror];
+    mirror_refs.extend(mirror_extra.iter());
+
+    let (source_manifest, before) = tokio::join!(
+        inspect::take_manifest_in_snapshot(&source_refs, snapshot.id(), &selection),
+        inspect::take_manifest(&mirror_refs, &selection),
+    );
+    let source_manifest =
+        source_manifest.map_err(|e| restore::source_query(e, "taking the manifest"))?;
+    let before = before.map_err(|e| FAIL.target("reading the mirror for comparison failed", e))?;
+    if source_manifest.large_objects != before.large_objects {
+        return Ok(Outcome::Rebuild("the large objects changed".into()));
+    }
+    let changed = changed_tables(&source_manifest, &before);
+    report.tables_compared = source_manifest
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Table && !t.data_excluded)
+        .count();
+    report.tables_changed = changed.iter().map(|(s, n)| format!("{s}.{n}")).collect();
+    report.repaired = changed
+        .iter()
+        .filter(|(s, n)| before.table(s, n) != stored.table(s, n))
+        .map(|(s, n)| format!("{s}.{n}"))
+        .collect();
+    tracing::info!(
+        compared = report.tables_compared,
+        changed = changed.len(),
+        "tables compared on both sides"
+    );
+    drop(group);
+
+    // Changed tables, family by family (tables linked by foreign keys merge together).
+    let group = ctx.actions.group("sync changed rows");
+    let shapes = apply::shapes(mirror, &changed).await.map_err(|e| {
+        FAIL.target(
+            "reading the changed tables' definitions on the mirror failed",
+            e,
+        )
+    })?;
+    let families = families(&shapes, &source_manifest);
+    for client in &source_refs {
+        inspect::import_snapshot(client, snapshot.id())
+            .await
+            .map_err(|e| restore::source_query(e, "importing the snapshot"))?;
+    }
+    let queue = Mutex::new(families);
+    let totals = Mutex::new((Vec::<(String, Merged)>::new(), 0u64));
+    let workers = source_refs.iter().zip(&mirror_refs).map(|(src, mir)| {
+        let queue = &queue;
+        let totals = &totals;
+        let (source_manifest, before) = (&source_manifest, &before);
+        let cancel = cancel.clone();
+        async move {
+            loop {
+                if *cancel.borrow() {
+                    return Err(Error::from(
+                        crate::error::Failure::new("the sync was cancelled (SIGTERM or SIGINT)")
+                            .impact(FAIL.impact),
+                    ));
+                }
+                let Some(family) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                    return Ok::<_, Error>(());
+                };
+                let mut jobs = Vec::with_capacity(family.len());
+                let mut digest_bytes = 0;
+                for (i, shape) in family.iter().enumerate() {
+                    let rows = [&source_manifest, &before]
+                        .iter()
+                        .filter_map(|m| m.table(&shape.schema, &shape.name).map(|t| t.rows))
+                        .max()
+                        .unwrap_or(0);
+                    let narrowed = digest::narrow(src, mir, shape, rows)
+                        .await
+                        .map_err(|e| FAIL.target("comparing the table's key ranges failed", e))?;
+                    digest_bytes += narrowed.bytes_read;
+                    jobs.push(Job::new(shape, narrowed.filter, i));
+                }
+                let merged = apply::merge_family(src, mir, &jobs).await.map_err(|e| {
+                    FAIL.target("merging the changed rows into the mirror failed", e)
+                })?;
+                let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                t.1 += digest_bytes;
+                for (job, m) in jobs.iter().zip(merged) {
+                    t.0.push((job.shape.qualified(), m));
+                }
+            }
+        }
+    });
+    try_join_all(workers).await?;
+    for client in &source_refs {
+        let _ = client.batch_execute("COMMIT").await;
+    }
+    drop(snapshot.finish().await);
+    let (merged, digest_bytes) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.digest_bytes = digest_bytes;
+    for (table, m) in &merged {
+        tracing::info!(table = %table, read = m.rows_read, deleted = m.deleted, updated = m.updated, inserted = m.inserted, "merged");
+        report.rows_read += m.rows_read;
+        report.bytes_read += m.bytes_read;
+        report.deleted += m.deleted;
+        report.updated += m.updated;
+        report.inserted += m.inserted;
+    }
+    set_sequences(mirror, &source_manifest, &before)
+        .await
+        .map_err(|e| FAIL.target("setting the mirror's sequences failed", e))?;
+    refresh_views(mirror, &source_manifest, &before)
+        .await
+        .map_err(|e| FAIL.target("refreshing the mirror's materialized views failed", e))?;
+    drop(group);
+
+    // Verify: the changed tables are read again; the others were read afresh above, in this run.
+    let group = ctx.actions.group("verify");
+    let known: KnownChecksums = before
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Table)
+        .filter(|t| !changed.contains(&(t.schema.clone(), t.name.clone())))
+        .map(|t| {
+            (
+                (t.schema.clone(), t.name.clone()),
+                (t.rows, t.checksum.clone(), t.checksum_method),
+            )
+        })
+        .collect();
+    let actual =
+        inspect::take_manifest_to_match_with(&mirror_refs, &selection, &source_manifest, &known)
+            .await
+            .map_err(|e| FAIL.target("reading the mirror for verification failed", e))?;
+    verify(config.verify, &source_manifest, &actual, &selection)?;
+    let mut manifest = source_manifest;
+    let refreshed = restore::record_refreshed_views(&mut manifest, &actual);
+    if let (Some(stored), Some(branch)) = (manifest.definitions.as_mut(), actual.definitions) {
+        stored.sequences = branch.sequences;
+    }
+    inspect::store_manifest(mirror, &manifest)
+        .await
+        .map_err(|e| FAIL.target("storing the manifest in the mirror failed", e))?;
+    state::mark_verified(mirror, &fingerprint, &ctx.run_id)
+        .await
+        .map_err(|e| FAIL.target("recording the mirror's verified sync failed", e))?;
+    drop(group);
+    Ok(Outcome::Synced(Box::new(Synced {
+        manifest,
+        report,
+        not_backed_up,
+        refreshed,
+    })))
+}
+
+/// Tables (with data) whose rows differ between the source's manifest and the mirror's.
+fn changed_tables(source: &Manifest, mirror: &Manifest) -> Vec<(String, String)> {
+    source
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::Table && !t.data_excluded)
+        .filter(|t| match mirror.table(&t.schema, &t.name) {
+            Some(m) => {
+                m.rows != t.rows
+                    || m.checksum != t.checksum
+                    || m.checksum_method != t.checksum_method
+            }
+            None => true,
+        })
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect()
+}
+
+/// Changed tables grouped by the foreign keys between them, each family ordered referenced-first;
+/// largest family last (the workers pop from the end).
+fn families<'a>(shapes: &'a [TableShape], manifest: &Manifest) -> Vec<Vec<&'a TableShape>> {
+    let index: BTreeMap<(String, String), usize> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.schema.clone(), s.name.clone()), i))
+        .collect();
+    let mut parent: Vec<usize> = (0..shapes.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, s) in shapes.iter().enumerate() {
+        for r in &s.references {
+            if let Some(&j) = index.get(r) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..shapes.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    let mut out: Vec<Vec<&TableShape>> = groups
+        .into_values()
+        .map(|members| referenced_first(&members, shapes, &index))
+        .collect();
+    let rows = |f: &Vec<&TableShape>| -> i64 {
+        f.iter()
+            .filter_map(|s| manifest.table(&s.schema, &s.name).map(|t| t.rows))
+            .sum()
+    };
+    out.sort_by_key(rows);
+    out
+}
+
+/// Orders `members` so that a table comes after every member it references (a cycle keeps the
+/// rest in name order).
+fn referenced_first<'a>(
+    members: &[usize],
+    shapes: &'a [TableShape],
+    index: &BTreeMap<(String, String), usize>,
+) -> Vec<&'a TableShape> {
+    let mut placed: Vec<usize> = Vec::with_capacity(members.len());
+    let mut left: Vec<usize> = members.to_vec();
+    while !left.is_empty() {
+        let ready = left.iter().position(|&i| {
+            shapes[i].references.iter().all(|r| match index.get(r) {
+                Some(j) => *j == i || placed.contains(j) || !members.contains(j),
+                None => true,
+            })
+        });
+        let next = left.remove(ready.unwrap_or(0));
+        placed.push(next);
+    }
+    placed.into_iter().map(|i| &shapes[i]).collect()
+}
+
+/// Brings each sequence of the mirror to the source's position, where it differs.
+async fn set_sequences(
+    mirror: &Client,
+    source: &Manifest,
+    before: &Manifest,
+) -> std::result::Result<(), InspectError> {
+    let (Some(src), Some(mir)) = (source.definitions.as_ref(), before.definitions.as_ref()) else {
+        return Ok(());
+    };
+    for (name, state) in &src.sequences {
+        if !state.readable || mir.sequences.get(name) == Some(state) {
+            continue;
+        }
+        let sql = match state.last_value {
+            Some(_) => "SELECT pg_catalog.setval(c.oid, $2, true) FROM pg_catalog.pg_class c \
+                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE c.relkind = 'S' AND n.nspname::text || '.' || c.relname::text = $1",
+            None => "SELECT pg_catalog.setval(c.oid, s.seqstart, false) FROM pg_catalog.pg_class c \
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+                     WHERE c.relkind = 'S' AND n.nspname::text || '.' || c.relname::text = $1 AND $2::int8 IS NULL",
+        };
+        mirror
+            .query(sql, &[name, &state.last_value])
+            .await
+            .map_err(InspectError::query(format!("setting sequence {name}")))?;
+    }
+    Ok(())
+}
+
+/// Refreshes each materialized view whose content differs, as a full restore does: from the mirror's
+/// (now synced) tables.
+async fn refresh_views(
+    mirror: &Client,
+    source: &Manifest,
+    before: &Manifest,
+) -> std::result::Result<(), InspectError> {
+    for view in source
+        .tables
+        .iter()
+        .filter(|t| t.kind == TableKind::MaterializedView)
+    {
+        let Some(m) = before.table(&view.schema, &view.name) else {
+            continue;
+        };
+        if m.rows == view.rows && m.checksum == view.checksum {
+            continue;
+        }
+        mirror
+            .batch_execute(&format!(
+                "REFRESH MATERIALIZED VIEW {}",
+                inspect::quote_qualified(&view.schema, &view.name)
+            ))
+            .await
+            .map_err(InspectError::query(format!(
+                "refreshing {}.{}",
+                view.schema, view.name
+            )))?;
+    }
+    Ok(())
+}
+
+/// Fails when the synced mirror does not match the source's manifest.
+fn verify(
+    level: VerifyLevel,
+    expected: &Manifest,
+    actual: &Manifest,
+    _selection: &Selection,
+) -> Result<()> {
+    let failing: Vec<Mismatch> = expected
+        .compare_with(actual, SequenceRule::AtLeast)
+        .into_iter()
+        .filter(|m| !(level == VerifyLevel::Counts && matches!(m, Mismatch::Checksum { .. })))
+        .filter(|m| !m.is_advisory())
+        .collect();
+    if failing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = failing
+        .iter()
+        .take(20)
+        .map(|m| format!("  - {m}"))
+        .collect();
+    Err(crate::error::Failure::new(format!(
+        "the synced mirror does not match the source ({} difference{}):\n{}",
+        failing.len(),
+        if failing.len() == 1 { "" } else { "s" },
+        list.join("\n")
+    ))
+    .impact(FAIL.impact)
+    .into())
+}

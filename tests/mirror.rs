@@ -1,0 +1,196 @@
+//! The snapshot strategy end to end: the first run restores the mirror in full, later runs copy only what
+//! changed, every backup is a copy-on-write child of the verified mirror that is written nothing, and a
+//! mirror changed behind the tool's back is repaired, never snapshotted as it is.
+
+mod support;
+
+use supaneon_testkit::test_majors;
+use support::world::{World, API_KEY, SOURCE_PASSWORD};
+
+/// Tables the fixture lacks: a large keyed table with a trigger, a child with a cascading foreign key, a
+/// keyless table, a generated column and an identity column.
+const SCHEMA: &str = "
+CREATE TABLE public.accounts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner text NOT NULL,
+    balance numeric NOT NULL,
+    doubled numeric GENERATED ALWAYS AS (balance * 2) STORED,
+    tags jsonb);
+CREATE TABLE public.audit (at bigint, what text);
+CREATE FUNCTION public.audit_balance() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO public.audit VALUES (NEW.id, 'balance'); RETURN NEW; END$$;
+CREATE TRIGGER accounts_audit AFTER UPDATE OR INSERT ON public.accounts
+  FOR EACH ROW EXECUTE FUNCTION public.audit_balance();
+CREATE TABLE public.ledger (
+    id serial PRIMARY KEY,
+    account_id bigint NOT NULL REFERENCES public.accounts(id) ON DELETE CASCADE,
+    amount numeric NOT NULL);
+CREATE TABLE public.happenings (at int, payload json);
+INSERT INTO public.accounts (owner, balance, tags)
+  SELECT 'owner ' || g, g % 1000, jsonb_build_object('g', g) FROM generate_series(1, 20000) g;
+INSERT INTO public.ledger (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 5000) g;
+INSERT INTO public.happenings SELECT g, json_build_object('e', g) FROM generate_series(1, 3000) g;
+";
+
+/// About 1 % of the rows change: updates, inserts, deletes (cascading), and a keyless table's rows.
+const CHANGE: &str = "
+UPDATE public.accounts SET balance = balance + 1 WHERE id % 100 = 7;
+INSERT INTO public.accounts (owner, balance) SELECT 'new ' || g, g FROM generate_series(1, 50) g;
+DELETE FROM public.accounts WHERE id IN (11, 12, 13);
+INSERT INTO public.ledger (account_id, amount) VALUES (20001, 1), (20002, 2);
+UPDATE public.happenings SET payload = '{\"changed\": true}' WHERE at = 42;
+";
+
+fn source_checksum(world: &World, table: &str) -> String {
+    world.source.psql(
+        "postgres",
+        &format!("SELECT count(*) || ':' || sum(hashtextextended(t::text, 0)) FROM {table} t"),
+    )
+}
+
+fn branch_checksum(world: &World, branch: &str, table: &str) -> String {
+    world.psql_branch(
+        branch,
+        &format!("SELECT count(*) || ':' || sum(hashtextextended(t::text, 0)) FROM {table} t"),
+    )
+}
+
+/// The mirror right after a run is what its newest backup was born as (the backup is written nothing
+/// afterwards, which the test checks on the emulator): reading the mirror leaves the backups untouched.
+fn assert_backup_equals_source(world: &World, backup: &str) {
+    assert!(world.branch(backup).is_some(), "{backup} exists");
+    let backup = "supaneon-mirror";
+    for table in [
+        "public.accounts",
+        "public.audit",
+        "public.ledger",
+        "public.happenings",
+    ] {
+        assert_eq!(
+            branch_checksum(world, backup, table),
+            source_checksum(world, table),
+            "{backup}: {table}"
+        );
+    }
+}
+
+async fn written(world: &World, name: &str) -> i64 {
+    world.emu.refresh_storage().await;
+    world.branch(name).expect("branch")["written_data_bytes"]
+        .as_i64()
+        .expect("written_data_bytes")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
+    for major in test_majors() {
+        let world = World::start(major).await;
+        world.source.psql("postgres", SCHEMA);
+
+        // 1. The first run restores the mirror in full and snapshots it.
+        let first = world.cli().run(&["backup-run"]);
+        assert_eq!(first.code, 0, "PG {major}: {}", first.describe());
+        assert_eq!(first.output("strategy").as_deref(), Some("snapshot"));
+        assert!(
+            first
+                .stdout
+                .contains("the mirror was restored in full (the first run builds the mirror)"),
+            "{}",
+            first.describe()
+        );
+        let b1 = first.output("backup-branch").expect("backup-branch");
+        let mirror = world.branch("supaneon-mirror").expect("the mirror exists");
+        let backup = world.branch(&b1).expect("the backup exists");
+        assert_eq!(
+            backup["parent_id"], mirror["id"],
+            "a backup is a child of the mirror"
+        );
+        assert_eq!(
+            world.emu.endpoint_count(backup["id"].as_str().unwrap()),
+            0,
+            "a snapshot backup has no compute"
+        );
+        assert_backup_equals_source(&world, &b1);
+        let full_read: u64 = first.output("source-bytes").unwrap().parse().unwrap();
+
+        // 2. About 1 % changes: only that crosses the wire; triggers do not fire on the mirror.
+        world.source.psql("postgres", CHANGE);
+        support::prune::next_second();
+        let second = world.cli().run(&["backup-run"]);
+        assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
+        second.assert_never_shows(SOURCE_PASSWORD);
+        second.assert_never_shows(API_KEY);
+        assert!(
+            second
+                .stdout
+                .contains("the mirror was synced incrementally"),
+            "{}",
+            second.describe()
+        );
+        let b2 = second.output("backup-branch").unwrap();
+        assert_ne!(b1, b2);
+        assert_backup_equals_source(&world, &b2);
+        let incremental_read: u64 = second.output("source-bytes").unwrap().parse().unwrap();
+        assert!(
+            incremental_read * 5 < full_read,
+            "an incremental run reads a fraction: {incremental_read} vs {full_read}"
+        );
+
+        // 3. A row changed on the mirror behind the tool's back is repaired and reported.
+        world.psql_branch(
+            "supaneon-mirror",
+            "UPDATE public.happenings SET payload = '{\"tampered\": 1}' WHERE at = 7",
+        );
+        support::prune::next_second();
+        let third = world.cli().run(&["backup-run"]);
+        assert_eq!(third.code, 0, "PG {major}: {}", third.describe());
+        assert!(
+            third.stderr.contains("changed outside supaneon-sync")
+                || third.stdout.contains("changed outside supaneon-sync"),
+            "{}",
+            third.describe()
+        );
+        assert!(
+            third.describe().contains("public.happenings"),
+            "{}",
+            third.describe()
+        );
+        let b3 = third.output("backup-branch").unwrap();
+        assert_backup_equals_source(&world, &b3);
+
+        // 4. No change: nothing but digests and the definitions are read.
+        support::prune::next_second();
+        let fourth = world.cli().run(&["backup-run"]);
+        assert_eq!(fourth.code, 0, "PG {major}: {}", fourth.describe());
+        assert!(fourth.stdout.contains(": 0 of "), "{}", fourth.describe());
+        let b4 = fourth.output("backup-branch").unwrap();
+
+        // Every backup was written nothing since its creation.
+        for b in [&b1, &b2, &b3, &b4] {
+            assert_eq!(written(&world, b).await, 0, "{b} was written");
+        }
+
+        // The first backup still holds the first state (copy-on-write).
+        assert_eq!(
+            world
+                .psql_branch(
+                    &b1,
+                    "SELECT count(*) FROM public.accounts WHERE id IN (11, 12, 13)"
+                )
+                .trim(),
+            "3"
+        );
+
+        // 5. restore-test, list and prune work with the mirror.
+        let test = world.cli().run(&["restore-test"]);
+        assert_eq!(test.code, 0, "PG {major}: {}", test.describe());
+        let list = world.cli().run(&["list"]);
+        assert_eq!(list.code, 0, "{}", list.describe());
+        assert!(list.stdout.contains(&b4), "{}", list.stdout);
+        let prune = world.cli().env("SUPANEON_KEEP_LAST", "1").run(&["prune"]);
+        assert_eq!(prune.code, 0, "{}", prune.describe());
+        let names = world.branch_names();
+        assert!(names.contains(&"supaneon-mirror".to_string()), "{names:?}");
+        assert!(names.contains(&b4) && !names.contains(&b1), "{names:?}");
+    }
+}
