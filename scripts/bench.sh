@@ -20,9 +20,11 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --tool PATH            time this supaneon-sync binary instead (e.g. a saved build)
   --compare PATH         also time this second binary in every round (before/after of a change)
   --keep-log DIR         copy our logs of every run into DIR
-  --storage-runs N       then N daily backups kept side by side, 1 % of the rows changed before each: the Neon
-                         storage they are billed by Neon's rule (the emulator's synthetic_storage_size) and the
-                         bytes each read from the source (default 0: skipped)
+  --storage-runs N       then, for each strategy (full, snapshot), N daily backups kept side by side, 1 % of
+                         the accounts rows changed before each: the Neon storage billed by Neon's rule (the
+                         emulator's synthetic_storage_size), the bytes each run read from the source and its
+                         wall time (default 0: skipped)
+The timed runs above use strategy full: each is a complete restore, the measure against the bare pipe.
 EOF
 }
 
@@ -279,6 +281,8 @@ run_tool() {
     export SUPANEON_NEON_CA_FILE=$W/ca.crt
     export NEON_API_KEY=$API_KEY NEON_PROJECT_ID=$PROJECT NEON_API_URL=$API_URL
     export SUPANEON_PG_BIN_DIR=$PGBIN SUPANEON_PRUNE_AFTER_BACKUP=false
+    export SUPANEON_STRATEGY=${STRATEGY:-full} GITHUB_OUTPUT=$W/outputs-$i
+    : >"$GITHUB_OUTPUT"
     exec /usr/bin/time -f %M -o "$W/tool.rss" "$tool" backup-run
   ) >"$W/tool-$i.out" 2>"$W/tool-$i.log" &
   pid=$!
@@ -352,27 +356,45 @@ for m in "${METHODS[@]}"; do
   echo "  peak RSS of our process: $((max_rss / 1024)) MB ($max_rss kB, VmHWM); largest process of its tree: $((max_tree / 1024)) MB"
 done
 
-# ---- storage and egress over daily runs (issue 15's measure) ----
+# ---- storage, egress and time over daily runs, both strategies (issue 15's measure) ----
+# The value of output NAME of run I (heredoc form: NAME<<delimiter, value, delimiter).
+output_of() { awk -v n="$2" 'index($0, n "<<") == 1 { getline; print; exit }' "$W/outputs-$1"; }
 if ((STORAGE_RUNS > 0)); then
-  prepare_run
   relation_bytes="SELECT sum(pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm')
     + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init')) FROM pg_class c
-    WHERE pg_relation_filenode(c.oid) IS NOT NULL"
-  READS=()
-  for i in $(seq "$STORAGE_RUNS"); do
-    # A day's changes: 1 % of the accounts rows.
-    su_psql "$SRC_PORT" supabase_admin bench -c \
-      "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $((i % 100))"
-    run_tool "s$i" "$TOOL"
-    READS+=("$(sed -n 's/.*: restored bytes=\([0-9]*\).*/\1/p' "$W/tool-s$i.log" | tail -1)")
-    say "storage run $i: $TOOL_WALL s"
-  done
-  src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
-  billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
+    WHERE pg_relation_filenode(c.oid) IS NOT NULL AND NOT c.relisshared"
   echo
-  echo "storage after $STORAGE_RUNS daily backups (strategy full, 1 % of pgbench_accounts changed before each):"
-  echo "  source logical size $((src_logical / 1048576)) MB; Neon storage billed by Neon's rule $((billed / 1048576)) MB:" \
-    "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
-  echo "  bytes read from the source per run (the dump stream): ${READS[*]}"
+  for STRATEGY in full snapshot; do
+    prepare_run
+    READS=() TIMES=()
+    for i in $(seq "$STORAGE_RUNS"); do
+      # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
+      ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $((i % 100))"
+      run_tool "$STRATEGY$i" "$TOOL"
+      READS+=("$(output_of "$STRATEGY$i" source-bytes)")
+      TIMES+=("$TOOL_WALL")
+      say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
+    done
+    src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
+    billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
+    echo "strategy $STRATEGY: $STORAGE_RUNS daily backups (the first on an empty project; 1 % of pgbench_accounts changed before each later one):"
+    echo "  source logical size $((src_logical / 1048576)) MB; Neon storage billed by Neon's rule $((billed / 1048576)) MB:" \
+      "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
+    echo "  bytes read from the source per run: ${READS[*]}"
+    echo "  wall seconds per run: ${TIMES[*]}"
+    full_time=${full_time:-$(printf '%s\n' "${TIMES[@]}" | median)}
+    full_read=${full_read:-$(printf '%s\n' "${READS[@]}" | median)}
+    if ((STORAGE_RUNS > 1)); then
+      later_reads=$(printf '%s\n' "${READS[@]:1}" | median)
+      later_times=$(printf '%s\n' "${TIMES[@]:1}" | median)
+      echo "  a 1 % run (median of runs 2-$STORAGE_RUNS) against the first, full one: reads" \
+        "$(awk -v a="$later_reads" -v b="${READS[0]}" 'BEGIN { printf "%.1f %%", 100 * a / b }'), takes" \
+        "$(awk -v a="$later_times" -v b="${TIMES[0]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')"
+      echo "  a 1 % run against a full backup (median of strategy full's runs: $full_read bytes, $full_time s): reads" \
+        "$(awk -v a="$later_reads" -v b="$full_read" 'BEGIN { printf "%.1f %%", 100 * a / b }'), takes" \
+        "$(awk -v a="$later_times" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }')"
+    fi
+  done
   delete_backup_branches
 fi

@@ -375,7 +375,7 @@ mod tests {
         assert_eq!((b.used(), b.freeable, b.headroom()), (10, 2, Some(2)));
         assert!(
             b.to_string()
-                .starts_with("10 of 10 branches in use (default 1, backups 9"),
+                .starts_with("10 of 10 branches in use (default 1, mirror 0, backups 9"),
             "{b}"
         );
 

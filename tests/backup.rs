@@ -72,9 +72,11 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
         while chrono::Utc::now().timestamp() == first_second {
             std::thread::yield_now();
         }
+        // The second by the full strategy: an independent copy.
         let second = world
             .cli()
             .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+            .env("SUPANEON_STRATEGY", "full")
             .run(&["backup"]);
         assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
         assert_eq!(
@@ -84,8 +86,8 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             world.branch_names()
         );
 
-        // Storage as Neon bills it: today each backup is a full restore, so each is billed for about
-        // what it holds, and the project for the sum.
+        // Storage as Neon bills it: the snapshot backup (a child of the mirror) wrote nothing, the full
+        // one is billed for about what it holds, and the project for at least the sum.
         let list = world.cli().run(&["list", "--json"]);
         assert_eq!(list.code, 0, "{}", list.describe());
         let listing: serde_json::Value =
@@ -100,7 +102,11 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             .map(|b| b["written_bytes"].as_u64().expect("written bytes"))
             .collect();
         assert_eq!(written.len(), 2, "{listing}");
-        assert!(written.iter().all(|w| *w > 100_000), "{written:?}");
+        assert_eq!(second.output("strategy").as_deref(), Some("full"));
+        assert_eq!(run.output("strategy").as_deref(), Some("snapshot"));
+        // Newest first: the full backup, then the snapshot.
+        assert!(written[0] > 100_000, "{written:?}");
+        assert_eq!(written[1], 0, "{written:?}");
         assert!(
             billed >= written.iter().sum::<u64>(),
             "{billed} vs {written:?}"

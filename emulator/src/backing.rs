@@ -171,7 +171,20 @@ impl Backing {
                 )
                 .await?;
             match client.batch_execute(&sql).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // A Neon branch is a copy of the whole timeline, settings included; CREATE DATABASE
+                    // copies no `ALTER DATABASE … SET` / `ALTER ROLE … IN DATABASE … SET`: copied here.
+                    client
+                        .execute(
+                            "INSERT INTO pg_catalog.pg_db_role_setting (setdatabase, setrole, setconfig) \
+                             SELECT (SELECT oid FROM pg_catalog.pg_database WHERE datname = $2), s.setrole, s.setconfig \
+                             FROM pg_catalog.pg_db_role_setting s \
+                             WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = $1)",
+                            &[&template, &physical],
+                        )
+                        .await?;
+                    return Ok(());
+                }
                 // "source database is being accessed by other users": a client reconnected in between.
                 Err(e)
                     if attempts < 20
