@@ -46,7 +46,7 @@ pub async fn ping(settings: &KeepAwakeSettings, actions: &Actions) -> Outcome {
             "keep-awake: the Supabase project is paused: restore it in the dashboard ({endpoint} answered {PROJECT_PAUSED}, Supabase's status for a paused project). Until then no backup can be made; earlier backups are untouched and failover still works"
         )),
         Outcome::Refused(status) => actions.warning(&format!(
-            "keep-awake: {endpoint} refused the key ({status}): the project is up, but check supabase-anon-key (the project's anon or publishable key, Project Settings, API Keys). Whether a refused request counts as activity is not known; Supabase pauses Free Plan projects after 7 days of low activity"
+            "keep-awake: {endpoint} refused the key ({status}): the project is up, but check supabase-anon-key (the project's anon or publishable key, Project Settings, API Keys; Supabase may also have stopped serving this root of the REST API to anon keys). Whether a refused request counts as activity is not known; Supabase pauses Free Plan projects after 7 days of low activity"
         )),
         Outcome::Failed(reason) => actions.warning(&format!(
             "keep-awake: the request to {endpoint} failed ({reason}); the run goes on, but this run did not keep the Supabase project awake, and a Free Plan project may be paused after 7 days of low activity"
