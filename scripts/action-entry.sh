@@ -116,10 +116,11 @@ env_args=()
 while read -r name; do
   env_args+=(-e "$name")
 done < <(compgen -e | grep -E '^INPUT_[A-Z0-9_]+$' || true)
-# The documented environment settings and the runner's debug switch (re-run with debug logging: RUNNER_DEBUG=1),
-# by name and only when set, as the inputs.
+# The documented environment settings, the runner's debug switch (re-run with debug logging: RUNNER_DEBUG=1) and
+# what names the workflow the github-token input re-enables (the API, the repository, the workflow file), by name
+# and only when set, as the inputs.
 for name in SUPANEON_LOG SUPANEON_NEON_CALL_DEADLINE_SECONDS SUPANEON_NEON_CA_FILE SUPANEON_STALL_TIMEOUT_SECONDS \
-  RUNNER_DEBUG; do
+  RUNNER_DEBUG GITHUB_API_URL GITHUB_REPOSITORY GITHUB_WORKFLOW_REF; do
   if [[ -n "${!name+x}" ]]; then
     env_args+=(-e "$name")
   fi

@@ -1,7 +1,7 @@
 //! The command line: subcommands, flags, and how they become [`RawSettings`].
 //!
-//! Secrets (the Supabase URI and the Neon API key) are read from the environment only, never from flags,
-//! because a process's argv is visible to every user of the machine.
+//! Secrets (the Supabase URI, the Neon API key, the anon key and the GitHub token) are read from the
+//! environment only, never from flags, because a process's argv is visible to every user of the machine.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +15,12 @@ Exit codes:
   1  the operation failed (backup, restore test, prune, Neon API)
   2  invalid configuration or usage (nothing was run)
 
-Secrets are read from the environment only: SUPABASE_DATABASE_URL and NEON_API_KEY.
+Secrets are read from the environment only: SUPABASE_DATABASE_URL, NEON_API_KEY, and optionally
+SUPANEON_SUPABASE_ANON_KEY (keep-awake ping) and SUPANEON_GITHUB_TOKEN (re-enables the workflow).
 Other settings: NEON_PROJECT_ID, NEON_API_URL, NEON_PARENT_BRANCH, NEON_DATABASE, NEON_ROLE,
 SUPANEON_KEEP_LAST, SUPANEON_PRUNE_AFTER_BACKUP, SUPANEON_VERIFY, SUPANEON_CONFIG_FILE, SUPANEON_PG_BIN_DIR,
-or the flags below. In GitHub Actions use the `action` command, which reads the INPUT_* variables.";
+SUPANEON_SUPABASE_URL, or the flags below. In GitHub Actions use the `action` command, which reads the
+INPUT_* variables.";
 
 #[derive(Debug, Parser)]
 #[command(

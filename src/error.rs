@@ -36,6 +36,8 @@ pub struct Failure {
     pub impact: String,
     pub hint: String,
     pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The error annotation's title, when this failure deserves its own (default: "supaneon-sync failed").
+    pub title: Option<String>,
 }
 
 impl Failure {
@@ -45,7 +47,13 @@ impl Failure {
             impact: String::new(),
             hint: String::new(),
             cause: None,
+            title: None,
         }
+    }
+
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
     }
 
     pub fn impact(mut self, impact: impl Into<String>) -> Self {
@@ -131,6 +139,14 @@ impl Error {
             }
             Error::Failed(f) => &f.hint,
         })
+    }
+
+    /// The error annotation's title.
+    pub fn title(&self) -> String {
+        match self {
+            Error::Failed(Failure { title: Some(t), .. }) => redact(t),
+            _ => "supaneon-sync failed".to_string(),
+        }
     }
 
     /// One line for annotations and the summary.

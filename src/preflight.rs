@@ -39,10 +39,7 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
     })?;
     let (client, facts) = conn::connect_with_facts(&spec, APP_NAME)
         .await
-        .map_err(|e| {
-            Failure::new(format!("cannot connect to the Supabase database: {e}"))
-                .impact("no backup was made by this run; earlier backups are untouched")
-        })?;
+        .map_err(|e| unreachable_source(&spec, e))?;
     let read = |e: inspect::InspectError| {
         Failure::new("the Supabase database did not tell its version")
             .impact(NOTHING_MADE)
@@ -57,6 +54,24 @@ pub async fn source(config: &Config) -> Result<Source, Error> {
         version,
         facts,
     })
+}
+
+/// Why the source could not be connected to, as the run's failure. An unreachable Supabase host is most
+/// likely a paused project (free projects pause after about a week of low activity), which gets a
+/// message of its own; every other host keeps the connection's own message.
+fn unreachable_source(spec: &ConnSpec, e: conn::ConnError) -> Failure {
+    const UNTOUCHED: &str = "no backup was made by this run; earlier backups are untouched";
+    match e {
+        conn::ConnError::Unreachable { target, detail } if conn::is_supabase_host(&spec.host) => {
+            Failure::new(format!(
+                "the Supabase project is unreachable and looks paused: {target} did not answer ({detail}); Supabase pauses Free Plan projects after about a week of low activity"
+            ))
+            .title("supaneon-sync: the Supabase project looks paused")
+            .impact(format!("{UNTOUCHED}, and failover to the newest backup still works (`supaneon-sync failover`, or mode: failover)"))
+            .hint("restore the project in the Supabase dashboard (a paused Free Plan project is restored from there), then run again; set supabase-url and supabase-anon-key so that every run also sends a keep-awake request through the project's REST API")
+        }
+        e => Failure::new(format!("cannot connect to the Supabase database: {e}")).impact(UNTOUCHED),
+    }
 }
 
 /// pg_dump and pg_restore of exactly the source's major, able to connect the way the source must be

@@ -53,7 +53,7 @@ pub fn failure(actions: &Actions, err: &Error) {
     } else {
         format!("{headline}\nhint: {hint}")
     };
-    actions.error(Some("supaneon-sync failed"), &message);
+    actions.error(Some(&err.title()), &message);
     let or_dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
     let _ = actions.append_summary(&format!(
         "\n## supaneon-sync failed\n\n**What failed:** {}\n\n**What it means for your data:** {}\n\n**What to do:** {}\n",

@@ -12,7 +12,7 @@ use crate::neon::{NeonClient, NeonSettings};
 use crate::ownership;
 use crate::pg::pipeline::CancelSignal;
 use crate::restore_test;
-use crate::{failover, list, prune, validate};
+use crate::{failover, keep_awake, list, prune, validate, workflow};
 use tracing::Instrument;
 
 /// Reads and validates the settings, then runs the mode. `env` is the process environment, passed in so
@@ -48,8 +48,18 @@ pub async fn run(cli: &Cli, env: &BTreeMap<String, String>, actions: Actions) ->
         actions,
     };
     let span = tracing::info_span!("run", mode = ctx.config.mode.name());
+    // An offline validate-config touches no network, so it neither pings nor calls GitHub.
+    let online = ctx.config.mode != Mode::ValidateConfig || ctx.online;
+    if let (true, Some(settings)) = (online, &ctx.config.keep_awake) {
+        keep_awake::ping(settings, &ctx.actions).await;
+    }
     // A failure's `result`, annotation and summary are written by the caller, for every exit.
-    run_mode(&ctx).instrument(span).await
+    let result = run_mode(&ctx).instrument(span).await;
+    // After the work, whatever its outcome: a failing schedule must stay scheduled to turn red.
+    if let (true, Some(token)) = (online, &ctx.config.github_token) {
+        workflow::keep_enabled(token, env, &ctx.actions).await;
+    }
+    result
 }
 
 async fn run_mode(ctx: &RunContext) -> Result<()> {

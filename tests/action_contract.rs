@@ -85,7 +85,10 @@ fn inputs_follow_the_house_rules() {
         if let Some(default) = input.get("default") {
             assert!(default.is_string(), "{id}: default must be a string");
         }
-        if matches!(id, "supabase-database-url" | "neon-api-key") {
+        if matches!(
+            id,
+            "supabase-database-url" | "neon-api-key" | "supabase-anon-key" | "github-token"
+        ) {
             assert!(
                 input.get("default").is_none(),
                 "{id}: secrets have no default"

@@ -150,6 +150,8 @@ esac
             ("supabase-database-url", "postgresql://u:Entry-pw-3301@h/db"),
             ("neon-api-key", "napi_entry_key_8812"),
             ("neon-project-id", PROJECT_ID),
+            ("supabase-anon-key", "anon_entry_key_4410"),
+            ("github-token", "ghs_entry_token_7725"),
         ]) {
             cmd.env(k, v);
         }
@@ -246,7 +248,12 @@ fn a_digest_in_the_owners_namespace_is_pulled_and_run_with_inputs_by_name() {
             "{name} is not forwarded by name: {args:?}"
         );
     }
-    for secret in ["Entry-pw-3301", "napi_entry_key_8812"] {
+    for secret in [
+        "Entry-pw-3301",
+        "napi_entry_key_8812",
+        "anon_entry_key_4410",
+        "ghs_entry_token_7725",
+    ] {
         assert!(
             !args.iter().any(|a| a.contains(secret)),
             "a secret on docker's argv: {args:?}"
@@ -274,10 +281,22 @@ fn a_digest_in_the_owners_namespace_is_pulled_and_run_with_inputs_by_name() {
         ("SUPANEON_NEON_CA_FILE", "/github/workspace/ca.pem"),
         ("SUPANEON_LOG", "debug"),
         ("RUNNER_DEBUG", "1"),
+        ("GITHUB_API_URL", "https://api.github.com"),
+        (
+            "GITHUB_WORKFLOW_REF",
+            "acme/shop/.github/workflows/backup.yml@refs/heads/main",
+        ),
         ("SUPANEON_UNRELATED", "x"),
     ]);
     let args = tuned.run_argv();
-    for name in ["SUPANEON_NEON_CA_FILE", "SUPANEON_LOG", "RUNNER_DEBUG"] {
+    // The workflow that github-token re-enables is named by the runner's variables.
+    for name in [
+        "SUPANEON_NEON_CA_FILE",
+        "SUPANEON_LOG",
+        "RUNNER_DEBUG",
+        "GITHUB_API_URL",
+        "GITHUB_WORKFLOW_REF",
+    ] {
         assert!(
             args.windows(2).any(|w| w[0] == "-e" && w[1] == name),
             "{name}: {args:?}"

@@ -137,6 +137,13 @@ pub struct HealthCheck {
     pub sql: String,
 }
 
+/// The keep-awake ping's target: the project's URL (no trailing slash) and its anon key.
+#[derive(Debug, Clone)]
+pub struct KeepAwakeSettings {
+    pub url: String,
+    pub anon_key: Secret,
+}
+
 /// The validated configuration every mode runs from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -162,6 +169,10 @@ pub struct Config {
     pub on_github_actions: bool,
     /// The relay's watchdog: the run fails when the stream moves no byte for this long.
     pub stall_timeout: std::time::Duration,
+    /// `supabase-url` + `supabase-anon-key`: one REST request to the project before each run's work.
+    pub keep_awake: Option<KeepAwakeSettings>,
+    /// `github-token`: re-enables the workflow after each run's work (inside GitHub Actions).
+    pub github_token: Option<Secret>,
 }
 
 /// Something worth telling the user that does not stop the run.
@@ -273,6 +284,13 @@ impl Config {
         }
         for d in &self.pg_bin_dirs {
             lines.push(("pg-bin-dir".into(), d.display().to_string()));
+        }
+        if let Some(k) = &self.keep_awake {
+            lines.push(("supabase-url".into(), k.url.clone()));
+            lines.push(("supabase-anon-key".into(), "***".into()));
+        }
+        if self.github_token.is_some() {
+            lines.push(("github-token".into(), "***".into()));
         }
         lines
     }

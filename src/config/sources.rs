@@ -42,6 +42,9 @@ pub const SETTINGS: &[SettingDef] = &[
     SettingDef { input: "dry-run", env: "SUPANEON_DRY_RUN", description: "prune: print the plan, delete nothing.", default: "false" },
     SettingDef { input: "config-file", env: "SUPANEON_CONFIG_FILE", description: "Path to an optional YAML file with schemas, tables, retention tiers and health checks.", default: "" },
     SettingDef { input: "pg-bin-dir", env: "SUPANEON_PG_BIN_DIR", description: "Directory holding pg_dump and pg_restore of the source's major version, if not in a standard place.", default: "" },
+    SettingDef { input: "supabase-url", env: "SUPANEON_SUPABASE_URL", description: "The Supabase project URL, https://<ref>.supabase.co: with supabase-anon-key, every run first sends one request through the project's REST API (keep-awake ping).", default: "" },
+    SettingDef { input: "supabase-anon-key", env: "SUPANEON_SUPABASE_ANON_KEY", description: "The project's anon (public) API key, for the keep-awake ping; a secret: masked, never logged.", default: "" },
+    SettingDef { input: "github-token", env: "SUPANEON_GITHUB_TOKEN", description: "A token with actions: write: after its work every run re-enables the workflow it runs in, so GitHub does not disable its schedule after 60 days without repository activity.", default: "" },
 ];
 
 /// The Action's inputs exactly as the runner passes them: every declared input, as a string.
@@ -71,6 +74,9 @@ pub struct ActionInputs {
     pub dry_run: String,
     pub config_file: String,
     pub pg_bin_dir: String,
+    pub supabase_url: String,
+    pub supabase_anon_key: String,
+    pub github_token: String,
 }
 
 impl ActionInputs {
@@ -110,7 +116,7 @@ impl ActionInputs {
             .collect()
     }
 
-    fn pairs(&self) -> [(&'static str, &str); 19] {
+    fn pairs(&self) -> [(&'static str, &str); 22] {
         [
             ("mode", &self.mode),
             ("supabase-database-url", &self.supabase_database_url),
@@ -131,6 +137,9 @@ impl ActionInputs {
             ("dry-run", &self.dry_run),
             ("config-file", &self.config_file),
             ("pg-bin-dir", &self.pg_bin_dir),
+            ("supabase-url", &self.supabase_url),
+            ("supabase-anon-key", &self.supabase_anon_key),
+            ("github-token", &self.github_token),
         ]
     }
 }
@@ -176,7 +185,12 @@ pub(super) const STALL_TIMEOUT_ENV: &str = "SUPANEON_STALL_TIMEOUT_SECONDS";
 /// channel binding; this only adds anchors.
 pub const NEON_CA_FILE_ENV: &str = "SUPANEON_NEON_CA_FILE";
 
-pub(super) const SECRET_INPUTS: &[&str] = &["supabase-database-url", "neon-api-key"];
+pub(super) const SECRET_INPUTS: &[&str] = &[
+    "supabase-database-url",
+    "neon-api-key",
+    "supabase-anon-key",
+    "github-token",
+];
 
 impl RawSettings {
     /// From the Action's inputs: trimmed, "" = not set.

@@ -63,6 +63,10 @@ pub fn validate(
         }
     };
     let pg_bin_dirs = v.pg_bin_dir();
+    let keep_awake = v.keep_awake();
+    let github_token = raw
+        .get("github-token")
+        .map(|t| Secret::new(t.value.clone()));
     let backup_branch = raw.get("backup-branch").map(|b| b.value.clone());
     if let Some(name) = &backup_branch {
         if !is_backup_branch_name(name) {
@@ -150,6 +154,8 @@ pub fn validate(
             pg_bin_dirs,
             on_github_actions: raw.on_github_actions,
             stall_timeout: std::time::Duration::from_secs(stall_timeout),
+            keep_awake,
+            github_token,
         };
         Ok((config, warnings))
     } else {
@@ -470,6 +476,78 @@ impl Validator<'_> {
             }),
             _ => None,
         }
+    }
+
+    /// `supabase-url` and `supabase-anon-key`: both or neither.
+    fn keep_awake(&mut self) -> Option<KeepAwakeSettings> {
+        let url = self.raw.get("supabase-url").map(|u| u.value.clone());
+        let anon_key = self
+            .raw
+            .get("supabase-anon-key")
+            .map(|k| Secret::new(k.value.clone()));
+        match (&url, &anon_key) {
+            (Some(_), None) => {
+                let other = self.raw.name_of("supabase-url");
+                self.problem("supabase-anon-key", format!("is not set, but {other} is: the keep-awake ping needs both (the project's anon key: Supabase dashboard, Project Settings, API Keys)"));
+            }
+            (None, Some(_)) => {
+                let other = self.raw.name_of("supabase-anon-key");
+                self.problem("supabase-url", format!("is not set, but {other} is: the keep-awake ping needs both (the project URL, https://<project-ref>.supabase.co)"));
+            }
+            _ => {}
+        }
+        let url = url.and_then(|u| self.project_url(&u));
+        Some(KeepAwakeSettings {
+            url: url?,
+            anon_key: anon_key?,
+        })
+    }
+
+    /// The Supabase project URL: https (plain http only to a loopback host, for tests), no path.
+    fn project_url(&mut self, value: &str) -> Option<String> {
+        let key = "supabase-url";
+        let expected = "expected the project URL, https://<project-ref>.supabase.co";
+        let url = match url::Url::parse(value) {
+            Ok(url) => url,
+            Err(e) => {
+                self.problem(key, format!("is not a URL ({e}); {expected}"));
+                return None;
+            }
+        };
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => {
+                self.problem(key, "uses plain http to a remote host, which would send the anon key unencrypted; use https (plain http is accepted only to 127.0.0.1, ::1 and localhost, for tests)");
+                return None;
+            }
+            other => {
+                self.problem(key, format!("has scheme \"{other}\"; {expected}"));
+                return None;
+            }
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            self.problem(key, format!("has no host; {expected}"));
+            return None;
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            self.problem(
+                key,
+                format!("must not carry a user name or password; {expected}"),
+            );
+            return None;
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            self.problem(
+                key,
+                format!(
+                    "has a path, query or fragment; {expected} (the ping adds /rest/v1/ itself)"
+                ),
+            );
+            return None;
+        }
+        Some(url.as_str().trim_end_matches('/').to_string())
     }
 
     fn identifier(&mut self, key: &str) -> Option<String> {

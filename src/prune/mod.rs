@@ -195,6 +195,7 @@ pub async fn after_backup(
                 ),
                 hint: f.hint,
                 cause: f.cause,
+                title: f.title,
             }
             .into())
         }

@@ -1,5 +1,6 @@
 pub mod action;
 pub mod cli;
+pub mod http;
 pub mod prune;
 pub mod restore;
 pub mod world;
