@@ -1,5 +1,8 @@
 //! backup-run's fault paths, each through the real binary: whatever breaks, the run exits 1, no branch with a
-//! complete backup name exists, the incomplete branch is cleaned up, no child is left, and no secret shows.
+//! complete backup name exists, what the run created and did not verify (the mirror of a first snapshot run,
+//! the incomplete branch of a full one) is cleaned up, no child is left, and no secret shows. The faults
+//! land in the first run, which restores in full: into the new mirror by default, into an incomplete backup
+//! branch with `strategy: full`.
 
 mod support;
 
@@ -18,7 +21,9 @@ const BULK_SQL: &str = "CREATE TABLE public.bulk (id bigint PRIMARY KEY, payload
 fn assert_no_backup_left(world: &World, run: &Run) {
     let names = world.branch_names();
     assert!(
-        !names.iter().any(|n| n.starts_with("backup-")),
+        !names
+            .iter()
+            .any(|n| n.starts_with("backup-") || n.starts_with("supaneon-mirror")),
         "a backup branch was left behind: {names:?}\n{}",
         run.describe()
     );
@@ -26,12 +31,13 @@ fn assert_no_backup_left(world: &World, run: &Run) {
     run.assert_never_shows(API_KEY);
 }
 
-/// True once the incomplete branch has received the bulk table's definition, i.e. its data is streaming.
+/// True once the branch being restored (the new mirror, or an incomplete backup) has received the bulk
+/// table's definition, i.e. its data is streaming.
 fn bulk_is_streaming(world: &World) -> bool {
     let Some(branch) = world
         .branch_names()
         .into_iter()
-        .find(|n| n.ends_with("-incomplete"))
+        .find(|n| n.ends_with("-incomplete") || n == "supaneon-mirror")
     else {
         return false;
     };
@@ -119,8 +125,8 @@ async fn a_failed_create_operation_deletes_the_incomplete_branch() {
             .emu
             .deleted_branch_names()
             .iter()
-            .any(|n| n.ends_with("-incomplete")),
-        "the incomplete branch was not deleted: {:?}",
+            .any(|n| n == "supaneon-mirror"),
+        "the unverified mirror was not deleted: {:?}",
         world.emu.deleted_branch_names()
     );
 }
@@ -128,7 +134,8 @@ async fn a_failed_create_operation_deletes_the_incomplete_branch() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
     let world = World::start(15).await;
-    let cli = world.cli();
+    // The full strategy's path: the incomplete backup branch is what gets deleted.
+    let cli = world.cli().env("SUPANEON_STRATEGY", "full");
     let child = spawn_streaming_backup(&world, &cli);
     let pid = child.pid();
     let tools = tool_pids(pid);
@@ -141,6 +148,15 @@ async fn pg_dump_killed_mid_stream_fails_and_stops_pg_restore() {
     assert!(run.stderr.contains("pg_dump"), "{}", run.describe());
     assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
+    assert!(
+        world
+            .emu
+            .deleted_branch_names()
+            .iter()
+            .any(|n| n.ends_with("-incomplete")),
+        "{:?}",
+        world.emu.deleted_branch_names()
+    );
 }
 
 /// Our sessions on the source (the snapshot's, the manifest's, pg_dump's), as the source sees them.
@@ -229,11 +245,15 @@ async fn sigterm_mid_run_kills_the_children_and_deletes_the_branch() {
     assert!(run.stderr.contains("cancelled"), "{}", run.describe());
     assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
-    assert!(world
-        .emu
-        .deleted_branch_names()
-        .iter()
-        .any(|n| n.ends_with("-incomplete")));
+    assert!(
+        world
+            .emu
+            .deleted_branch_names()
+            .iter()
+            .any(|n| n == "supaneon-mirror"),
+        "the unverified mirror was deleted: {:?}",
+        world.emu.deleted_branch_names()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,7 +34,11 @@ async fn sigterm_after_the_rename_reports_the_verified_backup() {
     world.emu.faults().push(
         FaultRule::new("/suspend", FaultAction::Delay(Duration::from_secs(5))).method("POST"),
     );
-    let cli = world.cli().env("SUPANEON_PRUNE_AFTER_BACKUP", "false");
+    // The rename is the full strategy's last step (a snapshot backup is complete at birth).
+    let cli = world
+        .cli()
+        .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+        .env("SUPANEON_STRATEGY", "full");
     let child = cli.spawn(&["backup-run"]);
     wait_for_the_delayed_call(&world, "the suspend after the rename");
     send_signal("TERM", child.pid());

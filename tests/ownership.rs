@@ -28,10 +28,13 @@ fn names(world: &World) -> BTreeSet<String> {
 }
 
 /// A backup run that leaves the follow-up prune out, so only the budget decides what goes.
+/// A full-strategy backup: one new branch per run, so the slot arithmetic below is the budget's alone (the
+/// snapshot strategy's mirror takes one more slot, covered in tests/mirror.rs).
 fn backup_without_prune(world: &World) -> Run {
     world
         .cli()
         .env("SUPANEON_PRUNE_AFTER_BACKUP", "false")
+        .env("SUPANEON_STRATEGY", "full")
         .run(&["backup-run"])
 }
 
