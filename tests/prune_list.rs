@@ -156,6 +156,7 @@ async fn prune_and_list_against_the_emulator() {
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")
         .env("SUPANEON_KEEP_LAST", "1")
+        .env("SUPANEON_STRATEGY", "full")
         .run(&["backup-run"]);
     world.emu.faults().clear();
     assert_eq!(failed.code, 1, "{}", failed.describe());
@@ -170,9 +171,11 @@ async fn prune_and_list_against_the_emulator() {
     // 5b. A backup whose prune fails: exit 1, but the backup is complete and says so.
     let oldest_kept = complete[6].clone();
     world.fail_with_503("DELETE", &branch_id(&world, &oldest_kept));
+    // Full-strategy backups: list wakes their computes to read the manifests (checked below).
     let backed_up = world
         .cli()
         .env("SUPANEON_NEON_CALL_DEADLINE_SECONDS", "2")
+        .env("SUPANEON_STRATEGY", "full")
         .run(&["backup-run"]);
     world.emu.faults().clear();
     assert_eq!(backed_up.code, 1, "{}", backed_up.describe());
@@ -194,7 +197,10 @@ async fn prune_and_list_against_the_emulator() {
     // 6. The next backup prunes after itself: 9 complete backups, the 2 oldest go; the fresh incomplete
     //    and the foreign branches stay.
     next_second();
-    let good = world.cli().run(&["backup-run"]);
+    let good = world
+        .cli()
+        .env("SUPANEON_STRATEGY", "full")
+        .run(&["backup-run"]);
     assert_eq!(good.code, 0, "{}", good.describe());
     no_secrets(&good);
     let second_backup = good.output("backup-branch").unwrap();
