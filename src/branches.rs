@@ -104,6 +104,19 @@ pub struct PendingBranch {
 }
 
 impl PendingBranch {
+    /// Deletes what `slot` still holds after a failed run (see [`PendingBranch::delete`]); an empty slot
+    /// means the run finished with its branch or never made one.
+    pub async fn delete_left(
+        slot: &Mutex<Option<PendingBranch>>,
+        neon: &NeonClient,
+        otherwise: &str,
+    ) {
+        let pending = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(pending) = pending {
+            pending.delete(neon, otherwise).await;
+        }
+    }
+
     /// Deletes the branch if it exists and this run made it; true when it is gone (or was never ours).
     /// `otherwise` says what removes it if this fails (prune, its expiry), for the warning.
     pub async fn delete(&self, neon: &NeonClient, otherwise: &str) -> bool {

@@ -247,7 +247,8 @@ fn full_failure(
     .into()
 }
 
-async fn list(neon: &NeonClient, impact: &str) -> Result<Vec<BranchInfo>> {
+/// The project's branches; a failure says `impact`.
+pub(crate) async fn list(neon: &NeonClient, impact: &str) -> Result<Vec<BranchInfo>> {
     neon.list_branches()
         .await
         .map_err(|e| Error::from(e.into_failure(impact)))

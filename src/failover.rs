@@ -30,11 +30,7 @@ pub struct FailoverTarget {
 
 /// Chooses the backup, makes sure it has a compute, and checks that it answers with its manifest.
 pub async fn prepare(ctx: &RunContext, neon: &NeonClient) -> Result<FailoverTarget> {
-    let settings = ctx
-        .config
-        .neon
-        .as_ref()
-        .ok_or_else(|| Failure::new("failover needs the Neon settings"))?;
+    let settings = ctx.neon_settings()?;
     let all = neon
         .list_branches()
         .await

@@ -6,20 +6,14 @@
 //! 7-day period; its documented status for a request to a paused project is 540 ("project paused",
 //! docs: platform/http-status-codes). Whether one request a day is enough activity is not documented.
 
-use std::time::Duration;
-
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, USER_AGENT};
-use reqwest::redirect::Policy;
+use reqwest::header::{HeaderMap, AUTHORIZATION};
 
 use crate::actions::Actions;
 use crate::config::KeepAwakeSettings;
+use crate::http;
 
-/// One attempt's bound, connection included.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Supabase's status for a request to a paused project (its documented "540 project paused").
 pub const PROJECT_PAUSED: u16 = 540;
-/// Before the one retry (after no answer, or a status that is neither an answer, 540 nor a refusal).
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// How the ping went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,19 +54,16 @@ async fn send(settings: &KeepAwakeSettings, endpoint: &str) -> Outcome {
         Ok(client) => client,
         Err(reason) => return Outcome::Failed(reason),
     };
-    let mut retried = false;
-    loop {
-        let outcome = match client.get(endpoint).send().await {
-            Ok(response) => classify(response.status().as_u16()),
-            Err(e) => Outcome::Failed(describe(&e)),
-        };
-        if !matches!(outcome, Outcome::Failed(_)) || retried {
-            return outcome;
-        }
-        retried = true;
-        tracing::debug!("keep-awake: retrying once after {outcome:?}");
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
+    http::retrying_once(
+        || async {
+            match client.get(endpoint).send().await {
+                Ok(response) => classify(response.status().as_u16()),
+                Err(e) => Outcome::Failed(http::describe(&e)),
+            }
+        },
+        |outcome| matches!(outcome, Outcome::Failed(_)),
+    )
+    .await
 }
 
 /// What a status means; only 2xx counts as the project answering.
@@ -90,43 +81,13 @@ pub fn classify(status: u16) -> Outcome {
 
 fn client(settings: &KeepAwakeSettings) -> Result<reqwest::Client, String> {
     let key = settings.anon_key.expose();
-    let mut apikey = HeaderValue::from_str(key)
-        .map_err(|_| "supabase-anon-key is not a valid header value".to_string())?;
-    apikey.set_sensitive(true);
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {key}"))
-        .map_err(|_| "supabase-anon-key is not a valid header value".to_string())?;
-    bearer.set_sensitive(true);
     let mut headers = HeaderMap::new();
-    headers.insert("apikey", apikey);
-    headers.insert(AUTHORIZATION, bearer);
+    headers.insert("apikey", http::sensitive(key, "supabase-anon-key")?);
     headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("supaneon-sync/", env!("CARGO_PKG_VERSION"))),
+        AUTHORIZATION,
+        http::sensitive(&format!("Bearer {key}"), "supabase-anon-key")?,
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(TIMEOUT)
-        // A redirect would carry the `apikey` header to wherever it points.
-        .redirect(Policy::none())
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
-}
-
-/// A transport error in a few words (reqwest never prints headers).
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        format!("no answer within {} s", TIMEOUT.as_secs())
-    } else if e.is_connect() {
-        let mut text = String::from("cannot connect");
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            text = format!("cannot connect: {cause}");
-            source = cause.source();
-        }
-        text
-    } else {
-        e.to_string()
-    }
+    http::client(headers)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod failover;
+pub mod http;
 pub mod keep_awake;
 pub mod list;
 pub mod logging;

@@ -5,17 +5,13 @@
 //! is a warning naming the status and what to do.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, USER_AGENT};
-use reqwest::redirect::Policy;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 
 use crate::actions::{one_line, Actions};
+use crate::http;
 use crate::secret::Secret;
 
-/// One attempt's bound, connection included.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const API_VERSION: &str = "2022-11-28";
 const GIVE_ACTIONS_WRITE: &str = "give the token actions: write (`permissions: actions: write` on the job with `github-token: ${{ github.token }}`, or a fine-grained token with the repository permission Actions: read and write)";
 
@@ -167,30 +163,27 @@ async fn send(token: &Secret, target: &WorkflowTarget) -> Outcome {
         Err(reason) => return Outcome::Failed(reason),
     };
     let url = target.enable_url();
-    let mut retried = false;
-    loop {
-        let outcome = match client.put(url.clone()).body("").send().await {
-            Ok(response) => match response.status().as_u16() {
-                204 => Outcome::Enabled,
-                status => Outcome::Refused(status),
-            },
-            Err(e) => Outcome::Failed(crate::keep_awake::describe(&e)),
-        };
-        let transient = matches!(outcome, Outcome::Failed(_) | Outcome::Refused(500..=599));
-        if !transient || retried {
-            return outcome;
-        }
-        retried = true;
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
+    http::retrying_once(
+        || async {
+            match client.put(url.clone()).body("").send().await {
+                Ok(response) => match response.status().as_u16() {
+                    204 => Outcome::Enabled,
+                    status => Outcome::Refused(status),
+                },
+                Err(e) => Outcome::Failed(http::describe(&e)),
+            }
+        },
+        |outcome| matches!(outcome, Outcome::Failed(_) | Outcome::Refused(500..=599)),
+    )
+    .await
 }
 
 fn client(token: &Secret) -> Result<reqwest::Client, String> {
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| "github-token is not a valid header value".to_string())?;
-    bearer.set_sensitive(true);
     let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, bearer);
+    headers.insert(
+        AUTHORIZATION,
+        http::sensitive(&format!("Bearer {}", token.expose()), "github-token")?,
+    );
     headers.insert(
         ACCEPT,
         HeaderValue::from_static("application/vnd.github+json"),
@@ -199,17 +192,7 @@ fn client(token: &Secret) -> Result<reqwest::Client, String> {
         "X-GitHub-Api-Version",
         HeaderValue::from_static(API_VERSION),
     );
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("supaneon-sync/", env!("CARGO_PKG_VERSION"))),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(TIMEOUT)
-        // A redirect must not carry the token anywhere else.
-        .redirect(Policy::none())
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+    http::client(headers)
 }
 
 #[cfg(test)]

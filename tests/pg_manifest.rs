@@ -520,6 +520,13 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             newer.taken_at += chrono::Duration::seconds(1);
             store_manifest(&a, &newer).await.unwrap();
             assert_eq!(read_manifest(&a).await.unwrap(), Some(newer));
+            // It replaced the earlier one: a mirror stores one per sync and keeps only the last.
+            let kept: i64 = a
+                .query_one("SELECT count(*) FROM supaneon_sync.backup_manifest", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(kept, 1, "PG{major}");
             // Both checksum methods were exercised: the probe by its types, the fixture's enum tables by text.
             let method = |schema, name| expected.table(schema, name).unwrap().checksum_method;
             assert_eq!(method("public", "manifest_probe"), ChecksumMethod::Record, "PG{major}");

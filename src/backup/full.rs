@@ -52,12 +52,12 @@ pub async fn run(
         }
     };
     if result.is_err() {
-        let pending = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(pending) = pending {
-            pending
-                .delete(neon, "prune removes it (its name marks it incomplete)")
-                .await;
-        }
+        PendingBranch::delete_left(
+            &created,
+            neon,
+            "prune removes it (its name marks it incomplete)",
+        )
+        .await;
     }
     result
 }
@@ -125,10 +125,7 @@ async fn take_backup(
 ) -> Result<BackupOutcome> {
     let config = &ctx.config;
     let actions = &ctx.actions;
-    let neon_settings = config
-        .neon
-        .as_ref()
-        .ok_or_else(|| Failure::new("backup needs the Neon settings"))?;
+    let neon_settings = ctx.neon_settings()?;
     let restore::Preflight {
         source,
         project,

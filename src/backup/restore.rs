@@ -35,10 +35,7 @@ pub(crate) struct Preflight {
 pub(crate) async fn preflight(ctx: &RunContext, neon: &NeonClient) -> Result<Preflight> {
     let config = &ctx.config;
     let actions = &ctx.actions;
-    let neon_settings = config
-        .neon
-        .as_ref()
-        .ok_or_else(|| Failure::new("backup needs the Neon settings"))?;
+    let neon_settings = ctx.neon_settings()?;
     let group = actions.group("preflight");
     let answered = preflight::source(config).await?;
     tracing::info!(source = %answered.spec.display(), server_version = %answered.version, connection = %answered.facts.describe(), "source answered over TLS");
@@ -130,13 +127,7 @@ pub(crate) async fn restore_into(
     let forced_rls = prepare::forced_rls_tables(snapshot.client(), &selection)
         .await
         .map_err(|e| source_query(e, "listing the tables with FORCE ROW LEVEL SECURITY"))?;
-    let opts = DumpOptions {
-        schemas: selection.schemas.clone(),
-        exclude_tables: selection.exclude_tables.clone(),
-        exclude_table_data: selection.exclude_table_data.clone(),
-        snapshot: Some(snapshot.id().to_string()),
-        stall_timeout: Some(config.stall_timeout),
-    };
+    let opts = DumpOptions::in_snapshot(&selection, snapshot.id(), config.stall_timeout);
     // The definitions go into memory (for the parallel post-data restore) while the target is prepared.
     let (prepared, schema) = tokio::join!(
         prepare::prepare_target(snapshot.client(), &target, &selection),
@@ -431,7 +422,9 @@ pub fn not_backed_up(selection: &Selection) -> Vec<String> {
 /// are quicker in the parallel post-data restore than a pg_restore process of their own.
 const EARLY_INDEX_PAGES: i64 = 1024;
 
-async fn verify(
+/// Reads `target` (tables in `known` taken as read) and fails unless it matches `expected`: the full
+/// restore's verification, and the mirror's after an incremental sync. Returns what was read.
+pub(crate) async fn verify(
     fail: Fail,
     level: VerifyLevel,
     target: &[&Client],
@@ -441,7 +434,7 @@ async fn verify(
 ) -> Result<Manifest> {
     let actual = inspect::take_manifest_to_match_with(target, selection, expected, known)
         .await
-        .map_err(|e| fail.target("reading the restored branch for verification failed", e))?;
+        .map_err(|e| fail.target("reading the branch for verification failed", e))?;
     let mismatches: Vec<Mismatch> = expected
         .compare_with(&actual, SequenceRule::AtLeast)
         .into_iter()
@@ -465,13 +458,13 @@ async fn verify(
         .map(|m| format!("  - {m}"))
         .collect();
     Err(Failure::new(format!(
-        "the restored branch does not match the source ({} difference{}):\n{}",
+        "the branch does not match the source ({} difference{}):\n{}",
         failing.len(),
         if failing.len() == 1 { "" } else { "s" },
         list.join("\n")
     ))
     .impact(fail.impact)
-    .hint("a difference means data would be lost in a failover; check the pg_restore messages above, then run again")
+    .hint("a difference means data would be lost in a failover; check the messages above, then run again")
     .into())
 }
 

@@ -112,10 +112,7 @@ pub async fn shapes(
                 &[&rel],
             )
             .await
-            .map_err(|source| InspectError::Query {
-                what: what(),
-                source,
-            })?;
+            .map_err(InspectError::query(what()))?;
         let key: Option<Vec<String>> = mirror
             .query_opt(
                 "SELECT array_agg(a.attname::text ORDER BY k.ord) \
@@ -130,10 +127,7 @@ pub async fn shapes(
                 &[&rel],
             )
             .await
-            .map_err(|source| InspectError::Query {
-                what: what(),
-                source,
-            })?
+            .map_err(InspectError::query(what()))?
             .map(|r| r.get(0));
         let triggers = mirror
             .query(
@@ -143,7 +137,7 @@ pub async fn shapes(
                 &[&rel],
             )
             .await
-            .map_err(|source| InspectError::Query { what: what(), source })?
+            .map_err(InspectError::query(what()))?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
@@ -153,7 +147,7 @@ pub async fn shapes(
                 &[&rel],
             )
             .await
-            .map_err(|source| InspectError::Query { what: what(), source })?
+            .map_err(InspectError::query(what()))?
             .get(0);
         let references = mirror
             .query(
@@ -164,7 +158,7 @@ pub async fn shapes(
                 &[&rel],
             )
             .await
-            .map_err(|source| InspectError::Query { what: what(), source })?
+            .map_err(InspectError::query(what()))?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
@@ -228,97 +222,69 @@ pub async fn merge_family(
     mirror: &Client,
     jobs: &[Job<'_>],
 ) -> Result<Vec<Merged>, InspectError> {
-    let q = |what: String| move |source| InspectError::Query { what, source };
     mirror
         .batch_execute("BEGIN")
         .await
-        .map_err(q("opening the mirror's transaction".into()))?;
+        .map_err(InspectError::query("opening the mirror's transaction"))?;
     let result = async {
         let mut merged = vec![Merged::default(); jobs.len()];
         for (job, m) in jobs.iter().zip(&mut merged) {
             let s = job.shape;
-            let mut prologue = String::new();
-            for (trigger, _) in &s.triggers {
-                prologue.push_str(&format!(
-                    "ALTER TABLE {} DISABLE TRIGGER {};",
-                    s.qualified(),
-                    quote_ident(trigger)
-                ));
-            }
-            if s.force_rls {
-                prologue.push_str(&format!(
-                    "ALTER TABLE {} NO FORCE ROW LEVEL SECURITY;",
-                    s.qualified()
-                ));
-            }
             // Column types, typmods and collations as the table has them; no constraints.
-            prologue.push_str(&format!(
-                "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA;",
+            let prologue = format!(
+                "{}CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA",
+                guards_sql(s, false),
                 quote_ident(&job.stage),
                 s.column_list(None),
                 s.qualified()
-            ));
-            mirror.batch_execute(&prologue).await.map_err(q(format!(
-                "preparing {}.{} on the mirror",
-                s.schema, s.name
-            )))?;
+            );
+            mirror
+                .batch_execute(&prologue)
+                .await
+                .map_err(InspectError::query(format!(
+                    "preparing {} on the mirror",
+                    s.qualified()
+                )))?;
             let (rows, bytes) = stage(source, mirror, job).await?;
             m.rows_read = rows;
             m.bytes_read = bytes;
         }
         // Rows gone from the source: children first, so no key still referenced is deleted.
         for (job, m) in jobs.iter().zip(&mut merged).rev() {
-            m.deleted = mirror
-                .execute(&delete_sql(job), &[])
-                .await
-                .map_err(q(format!(
-                    "deleting rows of {}.{} on the mirror",
-                    job.shape.schema, job.shape.name
-                )))?;
+            m.deleted =
+                mirror
+                    .execute(&delete_sql(job), &[])
+                    .await
+                    .map_err(InspectError::query(format!(
+                        "deleting rows of {} on the mirror",
+                        job.shape.qualified()
+                    )))?;
         }
         // Changed and new rows: parents first, so every new reference finds its key.
         for (job, m) in jobs.iter().zip(&mut merged) {
             if let Some(update) = update_sql(job) {
-                m.updated = mirror.execute(&update, &[]).await.map_err(q(format!(
-                    "updating rows of {}.{} on the mirror",
-                    job.shape.schema, job.shape.name
-                )))?;
+                m.updated = mirror
+                    .execute(&update, &[])
+                    .await
+                    .map_err(InspectError::query(format!(
+                        "updating rows of {} on the mirror",
+                        job.shape.qualified()
+                    )))?;
             }
-            m.inserted = mirror
-                .execute(&insert_sql(job), &[])
-                .await
-                .map_err(q(format!(
-                    "inserting rows of {}.{} on the mirror",
-                    job.shape.schema, job.shape.name
-                )))?;
+            m.inserted =
+                mirror
+                    .execute(&insert_sql(job), &[])
+                    .await
+                    .map_err(InspectError::query(format!(
+                        "inserting rows of {} on the mirror",
+                        job.shape.qualified()
+                    )))?;
         }
-        let mut epilogue = String::new();
-        for job in jobs {
-            let s = job.shape;
-            for (trigger, state) in &s.triggers {
-                let how = if state == "A" {
-                    "ENABLE ALWAYS"
-                } else {
-                    "ENABLE"
-                };
-                epilogue.push_str(&format!(
-                    "ALTER TABLE {} {how} TRIGGER {};",
-                    s.qualified(),
-                    quote_ident(trigger)
-                ));
-            }
-            if s.force_rls {
-                epilogue.push_str(&format!(
-                    "ALTER TABLE {} FORCE ROW LEVEL SECURITY;",
-                    s.qualified()
-                ));
-            }
-        }
-        epilogue.push_str("COMMIT");
+        let epilogue: String = jobs.iter().map(|job| guards_sql(job.shape, true)).collect();
         mirror
-            .batch_execute(&epilogue)
+            .batch_execute(&format!("{epilogue}COMMIT"))
             .await
-            .map_err(q("committing the mirror's transaction".into()))?;
+            .map_err(InspectError::query("committing the mirror's transaction"))?;
         Ok(merged)
     }
     .await;
@@ -328,6 +294,33 @@ pub async fn merge_family(
     result
 }
 
+/// The statements that lift (`restore: false`) or put back (`restore: true`) what must not act on the
+/// merge: the triggers that fire on our writes (back in their own mode, `ENABLE` or `ENABLE ALWAYS`) and
+/// FORCE ROW LEVEL SECURITY. Each ends with `;`.
+fn guards_sql(s: &TableShape, restore: bool) -> String {
+    let mut sql = String::new();
+    for (trigger, state) in &s.triggers {
+        let how = match (restore, state.as_str()) {
+            (false, _) => "DISABLE",
+            (true, "A") => "ENABLE ALWAYS",
+            (true, _) => "ENABLE",
+        };
+        sql.push_str(&format!(
+            "ALTER TABLE {} {how} TRIGGER {};",
+            s.qualified(),
+            quote_ident(trigger)
+        ));
+    }
+    if s.force_rls {
+        let how = if restore { "FORCE" } else { "NO FORCE" };
+        sql.push_str(&format!(
+            "ALTER TABLE {} {how} ROW LEVEL SECURITY;",
+            s.qualified()
+        ));
+    }
+    sql
+}
+
 /// Streams the job's rows from the source into its stage. Returns (rows, bytes).
 async fn stage(
     source: &Client,
@@ -335,7 +328,8 @@ async fn stage(
     job: &Job<'_>,
 ) -> Result<(u64, u64), InspectError> {
     let s = job.shape;
-    let what = |step: &str| format!("{step} {}.{}", s.schema, s.name);
+    let reading = format!("reading the changed rows of {}", s.qualified());
+    let staging = format!("staging the changed rows of {}", s.qualified());
     let out_sql = format!(
         "COPY (SELECT {} FROM ONLY {} AS r WHERE {}) TO STDOUT",
         s.column_list(Some("r")),
@@ -350,37 +344,23 @@ async fn stage(
     let rows_out = source
         .copy_out(&out_sql)
         .await
-        .map_err(|source| InspectError::Query {
-            what: what("reading the changed rows of"),
-            source,
-        })?;
+        .map_err(InspectError::query(reading.as_str()))?;
     let sink = mirror
         .copy_in(&in_sql)
         .await
-        .map_err(|source| InspectError::Query {
-            what: what("staging the changed rows of"),
-            source,
-        })?;
+        .map_err(InspectError::query(staging.as_str()))?;
     futures_util::pin_mut!(rows_out);
     futures_util::pin_mut!(sink);
     let mut bytes = 0u64;
     while let Some(chunk) = rows_out.next().await {
-        let chunk = chunk.map_err(|source| InspectError::Query {
-            what: what("reading the changed rows of"),
-            source,
-        })?;
+        // Per chunk: the message is built only on failure.
+        let chunk = chunk.map_err(|e| InspectError::query(reading.as_str())(e))?;
         bytes += chunk.len() as u64;
         sink.send(chunk)
             .await
-            .map_err(|source| InspectError::Query {
-                what: what("staging the changed rows of"),
-                source,
-            })?;
+            .map_err(|e| InspectError::query(staging.as_str())(e))?;
     }
-    let rows = sink.finish().await.map_err(|source| InspectError::Query {
-        what: what("staging the changed rows of"),
-        source,
-    })?;
+    let rows = sink.finish().await.map_err(InspectError::query(staging))?;
     Ok((rows, bytes))
 }
 

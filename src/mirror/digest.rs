@@ -50,14 +50,14 @@ pub async fn narrow(
     }
     let levels = ((rows as f64 / FIRST_LEVEL_ROWS).log2() / FAN_BITS as f64).ceil() as u32;
     let mut bits = (levels.max(1) * FAN_BITS).min(60);
+    // The buckets one level up that differed; `None` at the first level, which reads every bucket.
     let mut parents: Option<Vec<i64>> = None;
     let mut bytes_read = 0u64;
     loop {
         let sql = level_sql(shape, bits, parents.is_some());
-        let params: Vec<i64> = parents.clone().unwrap_or_default();
         let (theirs, ours) = tokio::join!(
-            digests(source, &sql, &params, parents.is_some()),
-            digests(mirror, &sql, &params, parents.is_some()),
+            digests(source, &sql, parents.as_deref()),
+            digests(mirror, &sql, parents.as_deref()),
         );
         let (theirs, read) = theirs?;
         let (ours, _) = ours?;
@@ -127,13 +127,11 @@ fn level_sql(shape: &TableShape, bits: u32, filtered: bool) -> String {
 async fn digests(
     client: &Client,
     sql: &str,
-    parents: &[i64],
-    filtered: bool,
+    parents: Option<&[i64]>,
 ) -> Result<(BTreeMap<i64, [u8; 4]>, u64), InspectError> {
-    let rows = if filtered {
-        client.query(sql, &[&parents]).await
-    } else {
-        client.query(sql, &[]).await
+    let rows = match parents {
+        Some(parents) => client.query(sql, &[&parents]).await,
+        None => client.query(sql, &[]).await,
     }
     .map_err(InspectError::query("digesting the table's key ranges"))?;
     let mut out = BTreeMap::new();

@@ -11,8 +11,8 @@
 
 mod apply;
 mod digest;
-pub mod state;
-pub mod sync;
+mod state;
+mod sync;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +29,7 @@ use crate::context::RunContext;
 use crate::error::{Error, Failure, Result};
 use crate::neon::{BranchInfo, CreateBranch, NeonClient};
 use crate::pg::conn::{self, ConnSpec};
+use crate::pg::manifest::Manifest;
 use crate::pg::pipeline::{self, CancelSignal, PipelineReport};
 use crate::preflight::APP_NAME;
 use crate::{budget, ownership};
@@ -80,12 +81,12 @@ pub async fn run(
             .into()),
     };
     if result.is_err() {
-        let pending = created.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(pending) = pending {
-            pending
-                .delete(neon, "the next run rebuilds it (it is not verified)")
-                .await;
-        }
+        PendingBranch::delete_left(
+            &created,
+            neon,
+            "the next run rebuilds it (it is not verified)",
+        )
+        .await;
     }
     result
 }
@@ -102,7 +103,7 @@ async fn take_backup(
         project,
         parent_id,
     } = restore::preflight(ctx, neon).await?;
-    let branches = list(neon).await?;
+    let branches = budget::list(neon, "no backup was made; nothing was changed on Neon").await?;
     let scope = ctx.scope(&branches)?;
     if let Some(b) = branches.iter().find(|b| b.branch.name == MIRROR_NAME) {
         if let Some(why) = scope.not_ours(b) {
@@ -115,11 +116,13 @@ async fn take_backup(
         }
     }
     let existing = scope.mirror(&branches).cloned();
-    let settings = ctx
+    let settings = ctx.neon_settings()?;
+    let fingerprint = ctx
         .config
-        .neon
+        .source
         .as_ref()
-        .expect("preflight checked the Neon settings");
+        .map(ownership::source_fingerprint)
+        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
 
     let mut rebuild_why = "the first run builds the mirror".to_string();
     let mut synced = None;
@@ -151,95 +154,96 @@ async fn take_backup(
         }
     }
 
-    let (mirror, mirror_client, manifest, piped, notes, not_backed_up, refreshed, path) =
-        match synced {
-            Some((mirror, client, done)) => {
-                let report = done.report.clone();
-                let piped = PipelineReport {
+    let brought = match synced {
+        Some((mirror, client, done)) => {
+            drop(client);
+            let report = done.report;
+            Brought {
+                mirror,
+                pipeline: PipelineReport {
                     bytes: report.bytes_read + report.digest_bytes,
                     schema_bytes: report.schema_bytes,
                     ..PipelineReport::default()
-                };
-                (
-                    mirror,
-                    client,
-                    done.manifest,
-                    piped,
-                    Vec::new(),
-                    done.not_backed_up,
-                    done.refreshed,
-                    SyncPath::Incremental(report),
-                )
+                },
+                manifest: done.manifest,
+                notes: Vec::new(),
+                not_backed_up: done.not_backed_up,
+                refreshed: done.refreshed,
+                path: SyncPath::Incremental(report),
             }
-            None => {
-                tracing::info!("rebuilding the mirror in full: {rebuild_why}");
-                let fresh = rebuild(
-                    ctx,
-                    neon,
-                    &project,
-                    parent_id,
-                    existing.as_ref(),
-                    &branches,
-                    &created,
-                )
-                .await?;
-                let (spec, client) = connect_mirror(neon, settings, &fresh).await?;
-                lock(&client).await?;
-                let Restored {
-                    manifest,
-                    pipeline: piped,
-                    notes,
-                    not_backed_up,
-                    refreshed,
-                    schema_fingerprint,
-                    dump_args,
-                    target,
-                } = restore::restore_into(ctx, source, &spec, client, FIRST_SYNC, cancel.clone())
+        }
+        None => {
+            tracing::info!("rebuilding the mirror in full: {rebuild_why}");
+            let fresh = rebuild(
+                ctx,
+                neon,
+                &project,
+                parent_id,
+                existing.as_ref().map(|branch| OldMirror {
+                    branch,
+                    has_children: branches
+                        .iter()
+                        .any(|b| b.branch.parent_id.as_deref() == Some(branch.branch.id.as_str())),
+                }),
+                &fingerprint,
+                &created,
+            )
+            .await?;
+            let (spec, client) = connect_mirror(neon, settings, &fresh).await?;
+            lock(&client).await?;
+            let restored =
+                restore::restore_into(ctx, source, &spec, client, FIRST_SYNC, cancel.clone())
                     .await?;
-                let fingerprint = definitions_fingerprint(&schema_fingerprint, &dump_args);
-                state::mark_verified(&target, &fingerprint, &ctx.run_id)
-                    .await
-                    .map_err(|e| {
-                        FIRST_SYNC.target("recording the mirror's verified sync failed", e)
-                    })?;
-                // Verified: from here on a failure leaves a good mirror, not one to delete.
-                *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                (
-                    fresh,
-                    target,
-                    manifest,
-                    piped,
-                    notes,
-                    not_backed_up,
-                    refreshed,
-                    SyncPath::Full { why: rebuild_why },
-                )
+            let Restored {
+                schema_fingerprint,
+                dump_args,
+                target,
+                ..
+            } = &restored;
+            state::mark_verified(
+                target,
+                &definitions_fingerprint(schema_fingerprint, dump_args),
+                &ctx.run_id,
+            )
+            .await
+            .map_err(|e| FIRST_SYNC.target("recording the mirror's verified sync failed", e))?;
+            // Verified: from here on a failure leaves a good mirror, not one to delete.
+            *created.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            Brought {
+                mirror: fresh,
+                manifest: restored.manifest,
+                pipeline: restored.pipeline,
+                notes: restored.notes,
+                not_backed_up: restored.not_backed_up,
+                refreshed: restored.refreshed,
+                path: SyncPath::Full { why: rebuild_why },
             }
-        };
+        }
+    };
 
     // The backup: a child of the verified mirror, written nothing, no compute. Our session (and its lock)
-    // ends first: the mirror is verified and nothing of ours writes it any more.
-    drop(mirror_client);
-    let backup = snapshot(
-        ctx,
-        neon,
-        &project,
-        &mirror,
-        &manifest,
-        &source_version(&manifest),
-    )
-    .await?;
-    let mut notes = notes;
+    // ended above: the mirror is verified and nothing of ours writes it any more.
+    let Brought {
+        mirror,
+        manifest,
+        pipeline,
+        mut notes,
+        not_backed_up,
+        refreshed,
+        path,
+    } = brought;
+    let (branch_name, branch_id) =
+        snapshot(ctx, neon, &project, &mirror, &manifest, &fingerprint).await?;
     if let Err(e) = suspend_mirror(neon, &mirror).await {
         notes.push(format!(
             "the mirror's compute could not be suspended ({e}); Neon suspends it after 5 idle minutes"
         ));
     }
     Ok(BackupOutcome {
-        branch_name: backup.0,
-        branch_id: backup.1,
+        branch_name,
+        branch_id,
         manifest,
-        pipeline: piped,
+        pipeline,
         duration: started.elapsed(),
         notes,
         not_backed_up,
@@ -248,15 +252,15 @@ async fn take_backup(
     })
 }
 
-fn source_version(manifest: &crate::pg::manifest::Manifest) -> String {
-    manifest.source_server_version.clone()
-}
-
-async fn list(neon: &NeonClient) -> Result<Vec<BranchInfo>> {
-    neon.list_branches().await.map_err(|e| {
-        e.into_failure("no backup was made; nothing was changed on Neon")
-            .into()
-    })
+/// The mirror brought to the source and verified, and what it took.
+struct Brought {
+    mirror: BranchInfo,
+    manifest: Manifest,
+    pipeline: PipelineReport,
+    notes: Vec<String>,
+    not_backed_up: Vec<String>,
+    refreshed: Vec<String>,
+    path: SyncPath,
 }
 
 /// Connects to the mirror's read-write compute (creating one if it has none).
@@ -312,6 +316,12 @@ async fn lock(client: &Client) -> Result<()> {
     )
 }
 
+/// The mirror a rebuild replaces, and whether backups depend on it.
+struct OldMirror<'a> {
+    branch: &'a BranchInfo,
+    has_children: bool,
+}
+
 /// Replaces the mirror with a fresh, empty one: the old one is deleted when no backup depends on it,
 /// and otherwise renamed `supaneon-mirror-retired-<ts>` (prune deletes it once its last backup goes).
 async fn rebuild(
@@ -319,15 +329,16 @@ async fn rebuild(
     neon: &NeonClient,
     project: &crate::neon::Project,
     parent_id: Option<String>,
-    old: Option<&BranchInfo>,
-    branches: &[BranchInfo],
+    old: Option<OldMirror<'_>>,
+    fingerprint: &str,
     created: &Mutex<Option<PendingBranch>>,
 ) -> Result<BranchInfo> {
     let impact = "no backup was made by this run; earlier backups are untouched";
-    if let Some(old) = old {
-        let has_children = branches
-            .iter()
-            .any(|b| b.branch.parent_id.as_deref() == Some(old.branch.id.as_str()));
+    if let Some(OldMirror {
+        branch: old,
+        has_children,
+    }) = old
+    {
         if has_children {
             let retired = branches::retired_mirror_name(Utc::now());
             neon.rename_branch(&old.branch.id, &retired)
@@ -342,17 +353,11 @@ async fn rebuild(
                 .map_err(|e| e.into_failure(impact))?;
         }
     }
-    let fingerprint = ctx
-        .config
-        .source
-        .as_ref()
-        .map(ownership::source_fingerprint)
-        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
     let request = CreateBranch {
         name: MIRROR_NAME.to_string(),
         parent_id,
         expires_at: None,
-        annotations: ownership::annotations(ownership::KIND_MIRROR, &ctx.run_id, &fingerprint),
+        annotations: ownership::annotations(ownership::KIND_MIRROR, &ctx.run_id, fingerprint),
         with_endpoint: true,
     };
     let made = budget::create_with_room(ctx, neon, project, &request, created, &[], impact).await?;
@@ -369,18 +374,15 @@ async fn snapshot(
     neon: &NeonClient,
     project: &crate::neon::Project,
     mirror: &BranchInfo,
-    manifest: &crate::pg::manifest::Manifest,
-    version: &str,
+    manifest: &Manifest,
+    fingerprint: &str,
 ) -> Result<(String, String)> {
     let group = ctx.actions.group("snapshot the mirror");
-    let fingerprint = ctx
-        .config
-        .source
-        .as_ref()
-        .map(ownership::source_fingerprint)
-        .ok_or_else(|| Failure::new("backup needs the Supabase connection URI"))?;
-    let mut annotations = ownership::annotations(ownership::KIND_BACKUP, &ctx.run_id, &fingerprint);
-    annotations.insert("source-server-version".into(), version.to_string());
+    let mut annotations = ownership::annotations(ownership::KIND_BACKUP, &ctx.run_id, fingerprint);
+    annotations.insert(
+        "source-server-version".into(),
+        manifest.source_server_version.clone(),
+    );
     annotations.insert("tool-version".into(), env!("CARGO_PKG_VERSION").into());
     annotations.insert("strategy".into(), "snapshot".into());
     annotations.insert(

@@ -2,20 +2,17 @@
 //! whether that sync was verified. Kept in the mirror (`supaneon_sync.mirror_state`), beside the manifest,
 //! so a run needs nothing but the mirror to decide between an incremental sync and a rebuild.
 
-use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
 use crate::pg::inspect::InspectError;
 
-/// One row: the mirror's last sync.
+/// What a run decides by (the table also records when and by which run, for people looking at it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorState {
     /// [`super::definitions_fingerprint`] of the last sync.
     pub fingerprint: String,
     /// True once the sync matched the source's manifest; false from the moment a sync starts writing.
     pub verified: bool,
-    pub synced_at: DateTime<Utc>,
-    pub run_id: String,
 }
 
 const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
@@ -38,7 +35,7 @@ pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> 
     }
     let row = client
         .query_opt(
-            "SELECT fingerprint, verified, synced_at, run_id FROM supaneon_sync.mirror_state WHERE id = 1",
+            "SELECT fingerprint, verified FROM supaneon_sync.mirror_state WHERE id = 1",
             &[],
         )
         .await
@@ -46,8 +43,6 @@ pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> 
     Ok(row.map(|r| MirrorState {
         fingerprint: r.get(0),
         verified: r.get(1),
-        synced_at: r.get(2),
-        run_id: r.get(3),
     }))
 }
 

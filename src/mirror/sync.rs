@@ -17,14 +17,12 @@ use super::apply::{self, Job, Merged, TableShape};
 use super::digest;
 use super::state::{self, MirrorState};
 use crate::backup::restore::{self, Fail, Source};
-use crate::config::VerifyLevel;
 use crate::context::RunContext;
 use crate::error::{Error, Result};
 use crate::pg::conn::{self, ConnSpec};
-use crate::pg::content::{self, Selection};
-use crate::pg::fingerprints::SequenceRule;
+use crate::pg::content;
 use crate::pg::inspect::{self, InspectError, KnownChecksums};
-use crate::pg::manifest::{Manifest, Mismatch, TableKind};
+use crate::pg::manifest::{Manifest, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions};
 use crate::preflight::APP_NAME;
 
@@ -100,13 +98,7 @@ pub(crate) async fn run(
         .map(|d| d.privilege_roles.clone())
         .unwrap_or_default();
     let not_backed_up = crate::backup::not_backed_up(&selection);
-    let opts = DumpOptions {
-        schemas: selection.schemas.clone(),
-        exclude_tables: selection.exclude_tables.clone(),
-        exclude_table_data: selection.exclude_table_data.clone(),
-        snapshot: Some(snapshot.id().to_string()),
-        stall_timeout: Some(config.stall_timeout),
-    };
+    let opts = DumpOptions::in_snapshot(&selection, snapshot.id(), config.stall_timeout);
     let schema = pipeline::dump_schema(&source.tools, &source.spec, &opts, cancel.clone())
         .await
         .map_err(|e| FAIL.restore("the schema could not be dumped", e))?;
@@ -192,28 +184,19 @@ pub(crate) async fn run(
             .await
             .map_err(|e| restore::source_query(e, "importing the snapshot"))?;
     }
+    // `sync-streams` workers take families from one queue; each returns what it merged.
     let queue = Mutex::new(families);
-    let totals = Mutex::new((Vec::<(String, Merged)>::new(), 0u64));
     let workers = source_refs.iter().zip(&mirror_refs).map(|(src, mir)| {
-        let queue = &queue;
-        let totals = &totals;
-        let (source_manifest, before) = (&source_manifest, &before);
-        let cancel = cancel.clone();
+        let (queue, source_manifest, before) = (&queue, &source_manifest, &before);
         async move {
-            loop {
-                if *cancel.borrow() {
-                    return Err(Error::from(
-                        crate::error::Failure::new("the sync was cancelled (SIGTERM or SIGINT)")
-                            .impact(FAIL.impact),
-                    ));
-                }
-                let Some(family) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
-                    return Ok::<_, Error>(());
-                };
+            let mut merged: Vec<(String, Merged)> = Vec::new();
+            let mut digest_bytes = 0;
+            // The lock is taken and released inside the call: never held across the awaits below.
+            let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            while let Some(family) = next() {
                 let mut jobs = Vec::with_capacity(family.len());
-                let mut digest_bytes = 0;
                 for (i, shape) in family.iter().enumerate() {
-                    let rows = [&source_manifest, &before]
+                    let rows = [source_manifest, before]
                         .iter()
                         .filter_map(|m| m.table(&shape.schema, &shape.name).map(|t| t.rows))
                         .max()
@@ -224,25 +207,20 @@ pub(crate) async fn run(
                     digest_bytes += narrowed.bytes_read;
                     jobs.push(Job::new(shape, narrowed.filter, i));
                 }
-                let merged = apply::merge_family(src, mir, &jobs).await.map_err(|e| {
+                let done = apply::merge_family(src, mir, &jobs).await.map_err(|e| {
                     FAIL.target("merging the changed rows into the mirror failed", e)
                 })?;
-                let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
-                t.1 += digest_bytes;
-                for (job, m) in jobs.iter().zip(merged) {
-                    t.0.push((job.shape.qualified(), m));
-                }
+                merged.extend(jobs.iter().map(|j| j.shape.qualified()).zip(done));
             }
+            Ok::<_, Error>((merged, digest_bytes))
         }
     });
-    try_join_all(workers).await?;
+    let done = try_join_all(workers).await?;
     for client in &source_refs {
         let _ = client.batch_execute("COMMIT").await;
     }
     drop(snapshot.finish().await);
-    let (merged, digest_bytes) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
-    report.digest_bytes = digest_bytes;
-    for (table, m) in &merged {
+    for (table, m) in done.iter().flat_map(|(merged, _)| merged) {
         tracing::info!(table = %table, read = m.rows_read, deleted = m.deleted, updated = m.updated, inserted = m.inserted, "merged");
         report.rows_read += m.rows_read;
         report.bytes_read += m.bytes_read;
@@ -250,6 +228,7 @@ pub(crate) async fn run(
         report.updated += m.updated;
         report.inserted += m.inserted;
     }
+    report.digest_bytes = done.iter().map(|(_, bytes)| bytes).sum();
     set_sequences(mirror, &source_manifest, &before)
         .await
         .map_err(|e| FAIL.target("setting the mirror's sequences failed", e))?;
@@ -272,11 +251,15 @@ pub(crate) async fn run(
             )
         })
         .collect();
-    let actual =
-        inspect::take_manifest_to_match_with(&mirror_refs, &selection, &source_manifest, &known)
-            .await
-            .map_err(|e| FAIL.target("reading the mirror for verification failed", e))?;
-    verify(config.verify, &source_manifest, &actual, &selection)?;
+    let actual = restore::verify(
+        FAIL,
+        config.verify,
+        &mirror_refs,
+        &source_manifest,
+        &selection,
+        &known,
+    )
+    .await?;
     let mut manifest = source_manifest;
     let refreshed = restore::record_refreshed_views(&mut manifest, &actual);
     if let (Some(stored), Some(branch)) = (manifest.definitions.as_mut(), actual.definitions) {
@@ -439,35 +422,4 @@ async fn refresh_views(
             )))?;
     }
     Ok(())
-}
-
-/// Fails when the synced mirror does not match the source's manifest.
-fn verify(
-    level: VerifyLevel,
-    expected: &Manifest,
-    actual: &Manifest,
-    _selection: &Selection,
-) -> Result<()> {
-    let failing: Vec<Mismatch> = expected
-        .compare_with(actual, SequenceRule::AtLeast)
-        .into_iter()
-        .filter(|m| !(level == VerifyLevel::Counts && matches!(m, Mismatch::Checksum { .. })))
-        .filter(|m| !m.is_advisory())
-        .collect();
-    if failing.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = failing
-        .iter()
-        .take(20)
-        .map(|m| format!("  - {m}"))
-        .collect();
-    Err(crate::error::Failure::new(format!(
-        "the synced mirror does not match the source ({} difference{}):\n{}",
-        failing.len(),
-        if failing.len() == 1 { "" } else { "s" },
-        list.join("\n")
-    ))
-    .impact(FAIL.impact)
-    .into())
 }

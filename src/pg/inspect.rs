@@ -776,7 +776,8 @@ async fn object_counts(
     })
 }
 
-/// Stores `manifest` on the backup branch in `supaneon_sync.backup_manifest` (created if missing).
+/// Stores `manifest` on the branch in `supaneon_sync.backup_manifest` (created if missing), in place of
+/// any earlier one: a mirror stores one per sync and would otherwise keep every manifest it ever had.
 /// Returns the row id.
 pub async fn store_manifest(
     client: &impl GenericClient,
@@ -790,9 +791,11 @@ pub async fn store_manifest(
         )
         .await
         .map_err(InspectError::query("creating the manifest table"))?;
+    // One statement: the old rows go only if the new one is stored.
     let row = client
         .query_one(
-            "INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES ($1, $2) RETURNING id",
+            "WITH old AS (DELETE FROM supaneon_sync.backup_manifest) \
+             INSERT INTO supaneon_sync.backup_manifest (taken_at, manifest) VALUES ($1, $2) RETURNING id",
             &[&manifest.taken_at, &Json(manifest)],
         )
         .await

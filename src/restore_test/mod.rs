@@ -246,10 +246,7 @@ async fn test_backup(
 ) -> Result<RestoreOutcome> {
     let config = &ctx.config;
     let actions = &ctx.actions;
-    let neon_settings = config
-        .neon
-        .as_ref()
-        .ok_or_else(|| Failure::new("restore-test needs the Neon settings"))?;
+    let neon_settings = ctx.neon_settings()?;
 
     // 1. The backup under test.
     let group = actions.group("choose the backup");

@@ -97,6 +97,23 @@ pub struct DumpOptions {
     pub stall_timeout: Option<Duration>,
 }
 
+impl DumpOptions {
+    /// What `selection` names, in the exported snapshot `snapshot`.
+    pub fn in_snapshot(
+        selection: &crate::pg::content::Selection,
+        snapshot: &str,
+        stall_timeout: Duration,
+    ) -> DumpOptions {
+        DumpOptions {
+            schemas: selection.schemas.clone(),
+            exclude_tables: selection.exclude_tables.clone(),
+            exclude_table_data: selection.exclude_table_data.clone(),
+            snapshot: Some(snapshot.to_string()),
+            stall_timeout: Some(stall_timeout),
+        }
+    }
+}
+
 /// The watchdog's limit unless one is given: a few minutes, as long as pg_dump may fairly wait for a lock.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
 
