@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on local parts (README: `bash scripts/demo.sh`). Starts a local world
 # (a Supabase-shaped source, a Neon-shaped PostgreSQL and the Neon emulator, all throwaway), then runs
-# validate-config --online and backup-run against it and shows what was backed up. Whatever happens,
+# validate-config --online and backup-run against it (the first run restores the mirror in full), changes
+# the source, runs backup-run again (an incremental sync) and shows what was backed up. Whatever happens,
 # the world is stopped and removed on exit. DEMO_PG_MAJOR=17 uses PostgreSQL 17 (default 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +97,19 @@ heading "supaneon-sync validate-config --online"
 
 heading "supaneon-sync backup-run"
 "$sync_bin" backup-run || die "backup-run failed"
+
+heading "a change on the source, then supaneon-sync backup-run again (incremental)"
+# A day's work on the source: some rows updated, one inserted. Over the cluster's socket as its superuser.
+"$SUPANEON_PG_BIN_DIR/psql" -X -q -v ON_ERROR_STOP=1 "$DEMO_SOURCE_ADMIN_CONNINFO" <<'SQL' || die "could not change the source"
+UPDATE public.todos SET is_complete = true WHERE id % 50 = 0;
+INSERT INTO public.todos (user_id, task) SELECT id, 'Written after the first backup' FROM auth.users LIMIT 1;
+SQL
+# Backup names have one-second resolution: wait for the next second.
+start_second=$(date +%s)
+while (($(date +%s) == start_second)); do sleep 0.1; done
+: >"$GITHUB_OUTPUT"
+: >"$GITHUB_STEP_SUMMARY"
+"$sync_bin" backup-run || die "the second backup-run failed"
 
 heading "what was backed up: outputs (GITHUB_OUTPUT)"
 # name<<delimiter ... delimiter blocks (and plain name=value lines) shown as "name: value".

@@ -109,6 +109,12 @@ impl LocalWorld {
                 "SUPANEON_PG_BIN_DIR",
                 pg_bin_dir(self.major).display().to_string(),
             ),
+            // For the demo's own change to the source between two backups: the superuser over the
+            // cluster's unix socket (trust, no password anywhere).
+            (
+                "DEMO_SOURCE_ADMIN_CONNINFO",
+                self.source.admin_conninfo("postgres"),
+            ),
         ]
     }
 
