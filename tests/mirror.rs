@@ -30,6 +30,10 @@ INSERT INTO public.accounts (owner, balance, tags)
   SELECT 'owner ' || g, g % 1000, jsonb_build_object('g', g) FROM generate_series(1, 20000) g;
 INSERT INTO public.ledger (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 5000) g;
 INSERT INTO public.happenings SELECT g, json_build_object('e', g) FROM generate_series(1, 3000) g;
+SET ROLE postgres;
+SELECT lo_from_bytea(4242001, 'first object'), lo_from_bytea(4242002, 'second object');
+GRANT SELECT ON LARGE OBJECT 4242001 TO PUBLIC;
+RESET ROLE;
 ";
 
 /// About 1 % of the rows change: updates, inserts, deletes (cascading), and a keyless table's rows.
@@ -39,6 +43,10 @@ INSERT INTO public.accounts (owner, balance) SELECT 'new ' || g, g FROM generate
 DELETE FROM public.accounts WHERE id IN (11, 12, 13);
 INSERT INTO public.ledger (account_id, amount) VALUES (20001, 1), (20002, 2);
 UPDATE public.happenings SET payload = '{\"changed\": true}' WHERE at = 42;
+SET ROLE postgres;
+SELECT lo_put(4242001, 0, 'FIRST'), lo_unlink(4242002), lo_from_bytea(4242003, 'third object');
+GRANT SELECT ON LARGE OBJECT 4242003 TO PUBLIC;
+RESET ROLE;
 ";
 
 fn source_checksum(world: &World, table: &str) -> String {
@@ -60,6 +68,17 @@ fn branch_checksum(world: &World, branch: &str, table: &str) -> String {
 fn assert_born_equal_to_source(world: &World, backup: &str) {
     assert!(world.branch(backup).is_some(), "{backup} exists");
     let backup = "supaneon-mirror";
+    let objects = "SELECT string_agg(m.oid || ':' || md5(lo_get(m.oid)) || ':' || coalesce(m.lomacl::text, ''), ',' ORDER BY m.oid) \
+                   FROM pg_largeobject_metadata m";
+    // What the dumping role (`postgres`) owned and granted, the branch's role owns and grants.
+    assert_eq!(
+        world.psql_branch(backup, objects),
+        world
+            .source
+            .psql("postgres", objects)
+            .replace("postgres", "neondb_owner"),
+        "large objects"
+    );
     for table in [
         "public.accounts",
         "public.audit",
@@ -125,6 +144,13 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
                 .stdout
                 .contains("the mirror was synced incrementally"),
             "{}",
+            second.describe()
+        );
+        assert!(
+            second
+                .stdout
+                .contains("large objects: 2 written, 2 removed"),
+            "one changed, one new, one gone: {}",
             second.describe()
         );
         let b2 = second.output("backup-branch").unwrap();

@@ -174,6 +174,12 @@ fn how_made(outcome: &BackupOutcome) -> String {
                 r.updated,
                 r.inserted
             );
+            if r.large_objects_written + r.large_objects_removed > 0 {
+                line.push_str(&format!(
+                    "; large objects: {} written, {} removed",
+                    r.large_objects_written, r.large_objects_removed
+                ));
+            }
             if !r.repaired.is_empty() {
                 line.push_str(&format!(
                     "; repaired, changed on the mirror since its last verified sync: {}",

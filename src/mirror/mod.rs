@@ -5,12 +5,14 @@
 //! child for what it writes, so a backup costs next to nothing however large the database.
 //!
 //! Rooms: [`state`] (what the mirror knows of its last sync), [`sync`] (the incremental sync),
-//! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror).
+//! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror),
+//! [`large_objects`] (the large objects' diff).
 //! The first run, and any run after the definitions changed, restores the mirror in full through
 //! [`crate::backup::restore`].
 
 mod apply;
 mod digest;
+mod large_objects;
 mod state;
 mod sync;
 
@@ -166,7 +168,7 @@ async fn take_backup(
                     ..PipelineReport::default()
                 },
                 manifest: done.manifest,
-                notes: Vec::new(),
+                notes: done.notes,
                 not_backed_up: done.not_backed_up,
                 refreshed: done.refreshed,
                 path: SyncPath::Incremental(report),

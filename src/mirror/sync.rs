@@ -14,8 +14,8 @@ use futures_util::future::try_join_all;
 use tokio_postgres::Client;
 
 use super::apply::{self, Job, Merged, TableShape};
-use super::digest;
 use super::state::{self, MirrorState};
+use super::{digest, large_objects};
 use crate::backup::restore::{self, Fail, Source};
 use crate::context::RunContext;
 use crate::error::{Error, Result};
@@ -42,6 +42,8 @@ pub struct SyncReport {
     pub deleted: u64,
     pub updated: u64,
     pub inserted: u64,
+    pub large_objects_written: u64,
+    pub large_objects_removed: u64,
     /// Size of the schema archive read from the source (to compare definitions).
     pub schema_bytes: u64,
 }
@@ -50,6 +52,8 @@ pub struct SyncReport {
 pub(crate) struct Synced {
     pub manifest: Manifest,
     pub report: SyncReport,
+    /// What could not be carried over (owners, grants of large objects), for the report.
+    pub notes: Vec<String>,
     pub not_backed_up: Vec<String>,
     pub refreshed: Vec<String>,
 }
@@ -148,9 +152,6 @@ pub(crate) async fn run(
     let source_manifest =
         source_manifest.map_err(|e| restore::source_query(e, "taking the manifest"))?;
     let before = before.map_err(|e| FAIL.target("reading the mirror for comparison failed", e))?;
-    if source_manifest.large_objects != before.large_objects {
-        return Ok(Outcome::Rebuild("the large objects changed".into()));
-    }
     let changed = changed_tables(&source_manifest, &before);
     report.tables_compared = source_manifest
         .tables
@@ -216,6 +217,23 @@ pub(crate) async fn run(
         }
     });
     let done = try_join_all(workers).await?;
+    // Large objects, in the snapshot too: only when their fingerprints differ.
+    let mut notes = Vec::new();
+    if source_manifest.large_objects != before.large_objects {
+        let (objects, lines) =
+            large_objects::sync(source_refs[0], mirror, &selection.privilege_roles)
+                .await
+                .map_err(|e| FAIL.target("syncing the large objects failed", e))?;
+        tracing::info!(
+            written = objects.written,
+            removed = objects.removed,
+            "large objects synced"
+        );
+        report.large_objects_written = objects.written;
+        report.large_objects_removed = objects.removed;
+        report.bytes_read += objects.bytes_read;
+        notes = lines;
+    }
     for client in &source_refs {
         let _ = client.batch_execute("COMMIT").await;
     }
@@ -275,6 +293,7 @@ pub(crate) async fn run(
     Ok(Outcome::Synced(Box::new(Synced {
         manifest,
         report,
+        notes,
         not_backed_up,
         refreshed,
     })))
