@@ -13,13 +13,14 @@ use supaneon_testkit::{process_alive, test_majors};
 
 const READY_DEADLINE: Duration = Duration::from_secs(180);
 const EXIT_DEADLINE: Duration = Duration::from_secs(60);
-const VARIABLES: [&str; 6] = [
+const VARIABLES: [&str; 7] = [
     "SUPABASE_DATABASE_URL",
     "NEON_API_KEY",
     "NEON_PROJECT_ID",
     "NEON_API_URL",
     "SUPANEON_NEON_CA_FILE",
     "SUPANEON_PG_BIN_DIR",
+    "DEMO_SOURCE_ADMIN_CONNINFO",
 ];
 
 struct Running {
@@ -259,6 +260,10 @@ fn ready_world_then_closing_stdin_removes_everything() {
         assert!(Path::new(&env["SUPANEON_PG_BIN_DIR"])
             .join("pg_dump")
             .is_file());
+        assert!(
+            !env["DEMO_SOURCE_ADMIN_CONNINFO"].contains("password"),
+            "the socket conninfo holds no password"
+        );
         assert_source_reachable(&env);
         assert_emulator_serves_project(&env);
 
