@@ -106,7 +106,7 @@ async fn persistent_5xx_at_branch_creation_fails_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_create_operation_deletes_the_incomplete_branch() {
+async fn a_failed_create_operation_deletes_the_unverified_mirror() {
     let world = World::start(15).await;
     world.emu.faults().push(
         FaultRule::new(
