@@ -197,12 +197,18 @@ pub(crate) async fn run(
             while let Some(family) = next() {
                 let mut jobs = Vec::with_capacity(family.len());
                 for (i, shape) in family.iter().enumerate() {
-                    let rows = [source_manifest, before]
-                        .iter()
-                        .filter_map(|m| m.table(&shape.schema, &shape.name).map(|t| t.rows))
+                    let (theirs, ours) = (
+                        source_manifest.table(&shape.schema, &shape.name),
+                        before.table(&shape.schema, &shape.name),
+                    );
+                    let rows = theirs
+                        .into_iter()
+                        .chain(ours)
+                        .map(|t| t.rows)
                         .max()
                         .unwrap_or(0);
-                    let narrowed = digest::narrow(src, mir, shape, rows)
+                    let method = theirs.map(|t| t.checksum_method).unwrap_or_default();
+                    let narrowed = digest::narrow(src, mir, shape, rows, method)
                         .await
                         .map_err(|e| FAIL.target("comparing the table's key ranges failed", e))?;
                     digest_bytes += narrowed.bytes_read;
