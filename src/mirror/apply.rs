@@ -246,6 +246,15 @@ pub async fn merge_family(
                     s.qualified()
                 )))?;
             let (rows, bytes) = stage(source, mirror, job).await?;
+            // A temporary table has no statistics: without them the planner takes the stage for
+            // thousands of rows and scans the whole table to match it, instead of probing its key.
+            mirror
+                .batch_execute(&format!("ANALYZE {}", quote_ident(&job.stage)))
+                .await
+                .map_err(InspectError::query(format!(
+                    "analyzing the stage of {}",
+                    s.qualified()
+                )))?;
             m.rows_read = rows;
             m.bytes_read = bytes;
         }

@@ -3,11 +3,14 @@
 //!
 //! A row's place in the key space is the 64-bit hash of its key ([`TableShape::identity_hash`]); a
 //! bucket at depth `d` holds the rows whose hash starts with the same `d` bits. Each level asks both
-//! sides for a 32-bit digest (count and row hashes) of every non-empty bucket under the buckets that
-//! differed one level up, 256 children per parent, packed one row per parent (1 byte of child
-//! index and 4 of digest per child). The descent stops when a bucket holds about two rows, or when
-//! nearly every bucket differs (a rewritten table is copied whole). A digest collision (2⁻³² per
-//! bucket) hides a change only until verification, which reads every changed table afresh.
+//! sides for a 31-bit digest of every non-empty bucket under the buckets that differed one level up, 256
+//! children per parent, packed one row per parent (1 byte of child index and 4 of digest per child).
+//! The digest folds the row count and the XOR of the row hashes: integer state, where a numeric sum per
+//! bucket would spill tens of thousands of aggregate states to disk. The descent stops when a bucket
+//! holds about two rows, or when nearly every bucket differs (a rewritten table is copied whole). A
+//! digest collision (about 2⁻³¹ per bucket; or a pair of equal rows of a keyless table replaced by
+//! another equal pair in the same bucket) hides a change only until verification, which reads every
+//! changed table afresh with the manifest's checksum; a difference there rebuilds the mirror in full.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +60,7 @@ pub async fn narrow(
     let mut parents: Option<Vec<i64>> = None;
     let mut bytes_read = 0u64;
     loop {
+        let started = std::time::Instant::now();
         let sql = level_sql(shape, method, bits, parents.is_some());
         let (theirs, ours) = tokio::join!(
             digests(source, &sql, parents.as_deref()),
@@ -72,6 +76,14 @@ pub async fn narrow(
             .filter(|b| theirs.get(b) != ours.get(b))
             .collect();
         let share = differing.len() as f64 / all.len().max(1) as f64;
+        tracing::info!(
+            table = %shape.qualified(),
+            bits,
+            buckets = all.len(),
+            differing = differing.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "digest level compared"
+        );
         let rows_per_bucket = rows as f64 / 2f64.powi(bits as i32);
         if differing.is_empty() {
             // The table's checksum differed but no bucket does: a digest collision; copy it whole.
@@ -114,7 +126,7 @@ fn level_sql(shape: &TableShape, method: ChecksumMethod, bits: u32, filtered: bo
         "SELECT b >> {FAN_BITS} AS p, \
                 pg_catalog.string_agg(pg_catalog.set_byte('\\x00'::bytea, 0, (b & {mask})::int4) || pg_catalog.int4send(dg), ''::bytea ORDER BY b) \
          FROM (SELECT q.ih >> {shift} AS b, \
-                      ((pg_catalog.sum(q.rh::numeric) + pg_catalog.count(*) * 1000003) % 2147483647)::int4 AS dg \
+                      ((pg_catalog.bit_xor(q.rh) # (pg_catalog.count(*) * 1000003)) & 2147483647)::int4 AS dg \
                FROM (SELECT {ih} AS ih, {rh} AS rh \
                      FROM ONLY {table} AS r) AS q {filter} \
                GROUP BY 1) AS buckets \
