@@ -134,12 +134,13 @@ fn level_sql(shape: &TableShape, method: ChecksumMethod, bits: u32, filtered: bo
         mask = (1u32 << FAN_BITS) - 1,
         shift = 64 - bits,
         ih = shape.identity_hash("r"),
-        // The manifest's row hash for this table: the record hash where its types allow (about twice as
-        // fast), else the text form's.
+        // The manifest's row hash for this table (the record hash where its types allow: about twice as
+        // fast), never the unmixed record hash: XOR over it would miss changes that move a value.
         rh = match method {
-            ChecksumMethod::Record => "pg_catalog.hash_record_extended(r.*, 0)",
-            ChecksumMethod::Text => "pg_catalog.hashtextextended(r.*::pg_catalog.text, 0)",
-        },
+            ChecksumMethod::Text => ChecksumMethod::Text,
+            ChecksumMethod::Record | ChecksumMethod::MixedRecord => ChecksumMethod::MixedRecord,
+        }
+        .row_hash("r"),
         table = shape.qualified(),
     )
 }

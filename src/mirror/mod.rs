@@ -55,7 +55,8 @@ const FIRST_SYNC: Fail = Fail {
 /// selected content, and this build (a new build may copy differently).
 pub fn definitions_fingerprint(schema_fingerprint: &str, dump_args: &[String]) -> String {
     let mut h = Sha256::new();
-    h.update(b"supaneon-sync mirror v1\0");
+    // v2: checksums by the mixed record hash; a mirror synced under v1 is rebuilt once.
+    h.update(b"supaneon-sync mirror v2\0");
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(b"\0");
     h.update(schema_fingerprint.as_bytes());

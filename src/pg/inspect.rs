@@ -12,7 +12,7 @@
 //! until pg_dump has begun and the manifest is taken, then call [`SourceSnapshot::finish`].
 //!
 //! Checksums: a row is hashed by its column types' own hash functions where every type allows it
-//! ([`ChecksumMethod::Record`], see `RECORD_HASHABLE_TYPES`), otherwise over its text form
+//! ([`ChecksumMethod::MixedRecord`], see `RECORD_HASHABLE_TYPES`), otherwise over its text form
 //! ([`ChecksumMethod::Text`]). A copy is always hashed the way its manifest was. The text form depends on
 //! session settings (time zone, date and interval style, float digits, bytea format, search_path for
 //! reg* types). [`pin_session`] fixes all of them, so a source and a restored copy render equal rows
@@ -414,7 +414,7 @@ struct Relation {
     populated: bool,
     /// Size estimate used to share the work between connections.
     pages: i64,
-    /// Every column type can be hashed by [`ChecksumMethod::Record`].
+    /// Every column type can be hashed by [`ChecksumMethod::MixedRecord`].
     record_hashable: bool,
     /// FORCE ROW LEVEL SECURITY: even its owner reads it through the policies.
     force_rls: bool,
@@ -550,8 +550,9 @@ fn plan_fingerprints(
             let checksum_method =
                 match expected_methods.get(&(rel.schema.as_str(), rel.name.as_str())) {
                     Some(ChecksumMethod::Text) => ChecksumMethod::Text,
-                    Some(ChecksumMethod::Record) | None if rel.record_hashable => {
-                        ChecksumMethod::Record
+                    Some(ChecksumMethod::Record) if rel.record_hashable => ChecksumMethod::Record,
+                    Some(ChecksumMethod::MixedRecord) | None if rel.record_hashable => {
+                        ChecksumMethod::MixedRecord
                     }
                     _ => ChecksumMethod::Text,
                 };

@@ -57,10 +57,33 @@ pub enum ChecksumMethod {
     /// `hashtextextended(row::text)`: works for every type; needs the output function of every value.
     #[default]
     Text,
-    /// `hash_record_extended(row)`: the types' own hash functions, about twice as fast. Only for tables
-    /// whose column types all have a hash function that does not depend on OIDs or a
-    /// non-deterministic collation (see `inspect`), so the value is the same on any server.
+    /// `hash_record_extended(row)`, as manifests before [`ChecksumMethod::MixedRecord`] took it; only read
+    /// to check copies against those manifests. It is linear in the columns' hashes (31 × the previous
+    /// result plus the next), so a sum over rows depends on each column's values but not on which row
+    /// holds them: values swapped between rows go unseen.
     Record,
+    /// `hashint8extended(hash_record_extended(row))`: the types' own hash functions, about twice as
+    /// fast as the text form, each row's hash mixed once more so that the sum over rows sees which
+    /// row holds which values. Only for tables whose column types all have a hash function that does
+    /// not depend on OIDs or a non-deterministic collation (see `inspect`), so the value is the same on
+    /// any server.
+    MixedRecord,
+}
+
+impl ChecksumMethod {
+    /// The SQL expression of a row's 64-bit hash, for the row `alias` (`alias.*`, not `alias`: a column
+    /// named like the alias would shadow the whole-row reference).
+    pub fn row_hash(self, alias: &str) -> String {
+        match self {
+            ChecksumMethod::Text => {
+                format!("pg_catalog.hashtextextended({alias}.*::pg_catalog.text, 0)")
+            }
+            ChecksumMethod::Record => format!("pg_catalog.hash_record_extended({alias}.*, 0)"),
+            ChecksumMethod::MixedRecord => format!(
+                "pg_catalog.hashint8extended(pg_catalog.hash_record_extended({alias}.*, 0), 0)"
+            ),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
@@ -365,7 +388,7 @@ mod tests {
             kind: TableKind::Table,
             rows,
             checksum: checksum.into(),
-            checksum_method: ChecksumMethod::Record,
+            checksum_method: ChecksumMethod::MixedRecord,
             data_excluded: false,
             refreshed_on_restore: false,
         }

@@ -110,7 +110,7 @@ async fn bypass_role(client: &Client) -> Result<Option<BypassRole>, InspectError
 /// Measured on 200k rows of mixed types (PG 15, busy 2-core host): `hashtextextended` of the text form
 /// 0.50 s, `md5` folded to 64 bits 1.0 s; the row-to-text rendering dominates either way. On the
 /// benchmark's 1.6 GB, `hash_record_extended` (no rendering) takes about half the time of the text
-/// form. `r.*`, not `r`: a column named `r` would shadow the whole-row reference.
+/// form.
 async fn fingerprint(
     client: &Client,
     schema: &str,
@@ -118,10 +118,7 @@ async fn fingerprint(
     method: ChecksumMethod,
     through: Option<&BypassRole>,
 ) -> Result<(i64, String), InspectError> {
-    let row_hash = match method {
-        ChecksumMethod::Text => "pg_catalog.hashtextextended(r.*::pg_catalog.text, 0)",
-        ChecksumMethod::Record => "pg_catalog.hash_record_extended(r.*, 0)",
-    };
+    let row_hash = method.row_hash("r");
     let mut sql = format!(
         "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum({row_hash}), 0) FROM ONLY {} AS r",
         quote_qualified(schema, name)
