@@ -8,7 +8,7 @@ use supaneon_testkit::test_majors;
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
 /// Tables the fixture lacks: a large keyed table with a trigger, a child with a cascading foreign key, a
-/// keyless table, a generated column and an identity column.
+/// keyless table, a generated column, an identity column and a second unique key.
 const SCHEMA: &str = "
 CREATE TABLE public.accounts (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -26,6 +26,8 @@ CREATE TABLE public.ledger (
     account_id bigint NOT NULL REFERENCES public.accounts(id) ON DELETE CASCADE,
     amount numeric NOT NULL);
 CREATE TABLE public.happenings (at int, payload json);
+CREATE TABLE public.members (id int PRIMARY KEY, email text NOT NULL UNIQUE);
+INSERT INTO public.members SELECT g, 'm' || g FROM generate_series(1, 2000) g;
 INSERT INTO public.accounts (owner, balance, tags)
   SELECT 'owner ' || g, g % 1000, jsonb_build_object('g', g) FROM generate_series(1, 20000) g;
 INSERT INTO public.ledger (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 5000) g;
@@ -47,6 +49,16 @@ SET ROLE postgres;
 SELECT lo_put(4242001, 0, 'FIRST'), lo_unlink(4242002), lo_from_bytea(4242003, 'third object');
 GRANT SELECT ON LARGE OBJECT 4242003 TO PUBLIC;
 RESET ROLE;
+";
+
+/// Updates and inserts only (no row deleted): the rows written since the last sync are all that changed;
+/// and an email moved to another member, which merging by written rows alone cannot do (the old
+/// holder of the unique email is still on the mirror).
+const WRITTEN_ONLY: &str = "
+UPDATE public.accounts SET balance = balance + 2 WHERE id % 100 = 3;
+INSERT INTO public.accounts (owner, balance) SELECT 'newer ' || g, g FROM generate_series(1, 20) g;
+DELETE FROM public.members WHERE id = 5;
+UPDATE public.members SET email = 'm5' WHERE id = 6;
 ";
 
 fn source_checksum(world: &World, table: &str) -> String {
@@ -84,6 +96,7 @@ fn assert_born_equal_to_source(world: &World, backup: &str) {
         "public.audit",
         "public.ledger",
         "public.happenings",
+        "public.members",
     ] {
         assert_eq!(
             branch_checksum(world, backup, table),
@@ -161,6 +174,45 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
             incremental_read * 5 < full_read,
             "an incremental run reads a fraction: {incremental_read} vs {full_read}"
         );
+        // Rows were deleted from accounts (and cascaded in ledger): the rows written since the last
+        // sync do not bring them to the source's content, so digests narrow them down.
+        let narrowed = second
+            .stdout
+            .lines()
+            .find(|l| l.contains("compared by digests after the rows written since the last sync"))
+            .unwrap_or_else(|| panic!("not narrowed again: {}", second.describe()));
+        assert!(
+            narrowed.contains("public.accounts") && narrowed.contains("public.ledger"),
+            "{narrowed}"
+        );
+
+        // 2b. Updates and inserts only: the written rows alone bring accounts over; the email that moved
+        // between members cannot be merged that way, is rolled back and narrowed down by digests.
+        world.source.psql("postgres", WRITTEN_ONLY);
+        support::prune::next_second();
+        let written_only = world.cli().run(&["backup-run"]);
+        assert_eq!(
+            written_only.code,
+            0,
+            "PG {major}: {}",
+            written_only.describe()
+        );
+        let line = written_only
+            .stdout
+            .lines()
+            .find(|l| l.contains("the mirror was synced incrementally"))
+            .unwrap_or_else(|| panic!("{}", written_only.describe()));
+        assert!(
+            line.contains("1 table brought over by the rows written since the last sync alone")
+                && line.contains("did not bring them to the source's content (rows deleted, or a key moved between rows): public.members"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("public.accounts"),
+            "accounts needed no digests: {line}"
+        );
+        let bwo = written_only.output("backup-branch").unwrap();
+        assert_born_equal_to_source(&world, &bwo);
 
         // 3. A row changed on the mirror behind the tool's back is repaired and reported.
         world.psql_branch(
@@ -203,7 +255,7 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         let b4 = fourth.output("backup-branch").unwrap();
 
         // Every backup was written nothing since its creation.
-        for b in [&b1, &b2, &b3, &b4] {
+        for b in [&b1, &b2, &bwo, &b3, &b4] {
             assert_eq!(written(&world, b).await, 0, "{b} was written");
         }
 

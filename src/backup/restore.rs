@@ -78,6 +78,8 @@ pub(crate) struct Restored {
     pub dump_args: Vec<String>,
     /// The session on the branch, still open (the mirror records its state on it).
     pub target: Client,
+    /// The source snapshot's transaction horizon (the mirror's next sync starts from it).
+    pub source_horizon: Option<crate::mirror::Horizon>,
 }
 
 /// Restores everything the selection names from `source` into the branch behind `target` in one
@@ -104,6 +106,9 @@ pub(crate) async fn restore_into(
     let snapshot = inspect::SourceSnapshot::open(source)
         .await
         .map_err(|e| source_query(e, "opening the snapshot"))?;
+    let source_horizon = crate::mirror::source_horizon(snapshot.client())
+        .await
+        .map_err(|e| source_query(e, "reading the snapshot's transaction horizon"))?;
     let mut selection = content::select(snapshot.client(), &config.content)
         .await
         .map_err(|e| source_query(e, "choosing the schemas"))?;
@@ -334,6 +339,7 @@ pub(crate) async fn restore_into(
         schema_fingerprint,
         dump_args: selection.pg_dump_args(),
         target,
+        source_horizon,
     })
 }
 

@@ -174,6 +174,19 @@ fn how_made(outcome: &BackupOutcome) -> String {
                 r.updated,
                 r.inserted
             );
+            if r.tables_written_since > 0 {
+                line.push_str(&format!(
+                    "; {} table{} brought over by the rows written since the last sync alone",
+                    r.tables_written_since,
+                    if r.tables_written_since == 1 { "" } else { "s" }
+                ));
+            }
+            if !r.narrowed_again.is_empty() {
+                line.push_str(&format!(
+                    "; compared by digests after the rows written since the last sync did not bring them to the source's content (rows deleted, or a key moved between rows): {}",
+                    r.narrowed_again.join(", ")
+                ));
+            }
             if r.large_objects_written + r.large_objects_removed > 0 {
                 line.push_str(&format!(
                     "; large objects: {} written, {} removed",

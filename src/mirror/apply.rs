@@ -12,6 +12,7 @@
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
+use super::since::Since;
 use crate::pg::inspect::{quote_ident, quote_qualified, InspectError};
 
 /// What must be known about a table to merge into it, read from the mirror's catalog.
@@ -74,12 +75,16 @@ pub enum Filter {
         bits: u32,
         buckets: Vec<i64>,
     },
+    /// The source's rows written since the last sync (a keyed table only): merged by key, nothing
+    /// deleted, since a row outside the filter may still be on the source.
+    WrittenSince(Since),
 }
 
 impl Filter {
     fn condition(&self, shape: &TableShape, alias: &str) -> String {
         match self {
             Filter::All => "true".to_string(),
+            Filter::WrittenSince(since) => since.condition(alias),
             Filter::Buckets { bits, buckets } => format!(
                 "({} >> {}) = ANY('{{{}}}'::int8[])",
                 shape.identity_hash(alias),
@@ -260,14 +265,16 @@ pub async fn merge_family(
         }
         // Rows gone from the source: children first, so no key still referenced is deleted.
         for (job, m) in jobs.iter().zip(&mut merged).rev() {
-            m.deleted =
-                mirror
-                    .execute(&delete_sql(job), &[])
-                    .await
-                    .map_err(InspectError::query(format!(
-                        "deleting rows of {} on the mirror",
-                        job.shape.qualified()
-                    )))?;
+            let Some(delete) = delete_sql(job) else {
+                continue;
+            };
+            m.deleted = mirror
+                .execute(&delete, &[])
+                .await
+                .map_err(InspectError::query(format!(
+                    "deleting rows of {} on the mirror",
+                    job.shape.qualified()
+                )))?;
         }
         // Changed and new rows: parents first, so every new reference finds its key.
         for (job, m) in jobs.iter().zip(&mut merged) {
@@ -383,18 +390,22 @@ fn key_match(shape: &TableShape, left: &str, right: &str) -> Option<String> {
 }
 
 /// Deletes the mirror's rows in the job's range that the stage lacks: by key, or (no key) every row
-/// of the range, since the stage holds all of them again.
-fn delete_sql(job: &Job<'_>) -> String {
+/// of the range, since the stage holds all of them again. `None` when the stage is no range (rows
+/// written since the last sync).
+fn delete_sql(job: &Job<'_>) -> Option<String> {
     let s = job.shape;
+    if matches!(job.filter, Filter::WrittenSince(_)) {
+        return None;
+    }
     let range = job.filter.condition(s, "t");
-    match key_match(s, "g", "t") {
+    Some(match key_match(s, "g", "t") {
         Some(matched) => format!(
             "DELETE FROM ONLY {} AS t WHERE {range} AND NOT EXISTS (SELECT 1 FROM {} AS g WHERE {matched})",
             s.qualified(),
             quote_ident(&job.stage)
         ),
         None => format!("DELETE FROM ONLY {} AS t WHERE {range}", s.qualified()),
-    }
+    })
 }
 
 /// Updates rows whose key is in the stage with different content (compared as text: every type has

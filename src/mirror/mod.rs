@@ -6,13 +6,14 @@
 //!
 //! Rooms: [`state`] (what the mirror knows of its last sync), [`sync`] (the incremental sync),
 //! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror),
-//! [`large_objects`] (the large objects' diff).
+//! [`since`] (rows written since the last sync), [`large_objects`] (the large objects' diff).
 //! The first run, and any run after the definitions changed, restores the mirror in full through
 //! [`crate::backup::restore`].
 
 mod apply;
 mod digest;
 mod large_objects;
+mod since;
 mod state;
 mod sync;
 
@@ -36,6 +37,7 @@ use crate::pg::pipeline::{self, CancelSignal, PipelineReport};
 use crate::preflight::APP_NAME;
 use crate::{budget, ownership};
 
+pub(crate) use since::{horizon as source_horizon, Horizon};
 pub use sync::SyncReport;
 
 /// How this run brought the mirror to the source.
@@ -201,12 +203,14 @@ async fn take_backup(
                 schema_fingerprint,
                 dump_args,
                 target,
+                source_horizon,
                 ..
             } = &restored;
             state::mark_verified(
                 target,
                 &definitions_fingerprint(schema_fingerprint, dump_args),
                 &ctx.run_id,
+                source_horizon.map(|h| h.xmin),
             )
             .await
             .map_err(|e| FIRST_SYNC.target("recording the mirror's verified sync failed", e))?;

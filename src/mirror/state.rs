@@ -13,12 +13,16 @@ pub struct MirrorState {
     pub fingerprint: String,
     /// True once the sync matched the source's manifest; false from the moment a sync starts writing.
     pub verified: bool,
+    /// The transaction horizon of the source snapshot the mirror was last verified against
+    /// ([`super::since`]); `None` when unknown (a mirror of an older build, a source before PostgreSQL 13).
+    pub source_xmin: Option<i64>,
 }
 
 const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
      CREATE TABLE IF NOT EXISTS supaneon_sync.mirror_state ( \
        id int PRIMARY KEY CHECK (id = 1), fingerprint text NOT NULL, verified boolean NOT NULL, \
-       synced_at timestamptz NOT NULL, run_id text NOT NULL)";
+       synced_at timestamptz NOT NULL, run_id text NOT NULL); \
+     ALTER TABLE supaneon_sync.mirror_state ADD COLUMN IF NOT EXISTS source_xmin int8";
 
 /// The mirror's state, or `None` when it has none (a sync that never finished its first restore).
 pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> {
@@ -35,7 +39,9 @@ pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> 
     }
     let row = client
         .query_opt(
-            "SELECT fingerprint, verified FROM supaneon_sync.mirror_state WHERE id = 1",
+            // Through jsonb: a mirror made by an older build has no `source_xmin` column.
+            "SELECT fingerprint, verified, (pg_catalog.to_jsonb(s) ->> 'source_xmin')::int8 \
+             FROM supaneon_sync.mirror_state AS s WHERE id = 1",
             &[],
         )
         .await
@@ -43,6 +49,7 @@ pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> 
     Ok(row.map(|r| MirrorState {
         fingerprint: r.get(0),
         verified: r.get(1),
+        source_xmin: r.get(2),
     }))
 }
 
@@ -58,11 +65,12 @@ pub async fn mark_syncing(client: &Client, run_id: &str) -> Result<(), InspectEr
     Ok(())
 }
 
-/// Records a verified sync to `fingerprint`.
+/// Records a verified sync to `fingerprint`, of the source snapshot whose horizon was `source_xmin`.
 pub async fn mark_verified(
     client: &Client,
     fingerprint: &str,
     run_id: &str,
+    source_xmin: Option<i64>,
 ) -> Result<(), InspectError> {
     client
         .batch_execute(CREATE)
@@ -70,11 +78,11 @@ pub async fn mark_verified(
         .map_err(InspectError::query("creating the mirror's state table"))?;
     client
         .execute(
-            "INSERT INTO supaneon_sync.mirror_state (id, fingerprint, verified, synced_at, run_id) \
-             VALUES (1, $1, true, now(), $2) \
+            "INSERT INTO supaneon_sync.mirror_state (id, fingerprint, verified, synced_at, run_id, source_xmin) \
+             VALUES (1, $1, true, now(), $2, $3) \
              ON CONFLICT (id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, verified = true, \
-               synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id",
-            &[&fingerprint, &run_id],
+               synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id, source_xmin = EXCLUDED.source_xmin",
+            &[&fingerprint, &run_id, &source_xmin],
         )
         .await
         .map_err(InspectError::query("recording the mirror's verified sync"))?;

@@ -7,13 +7,14 @@
 //! ([`super::apply`]). The mirror's digests are always computed afresh from its rows: a mirror changed
 //! behind the tool's back differs like any changed table, is repaired, and is reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use futures_util::future::try_join_all;
 use tokio_postgres::Client;
 
-use super::apply::{self, Job, Merged, TableShape};
+use super::apply::{self, Filter, Job, Merged, TableShape};
+use super::since::{self, Since};
 use super::state::{self, MirrorState};
 use super::{digest, large_objects};
 use crate::backup::restore::{self, Fail, Source};
@@ -34,6 +35,10 @@ pub struct SyncReport {
     pub tables_changed: Vec<String>,
     /// Tables that differed from what the last verified sync left (changed behind the tool's back).
     pub repaired: Vec<String>,
+    /// Changed tables brought over by their rows written since the last sync alone.
+    pub tables_written_since: usize,
+    /// Tables those rows did not bring to the source's content (deleted rows): narrowed down by digests.
+    pub narrowed_again: Vec<String>,
     pub rows_read: u64,
     /// COPY bytes read from the source.
     pub bytes_read: u64,
@@ -93,6 +98,9 @@ pub(crate) async fn run(
     let snapshot = inspect::SourceSnapshot::open(opened)
         .await
         .map_err(|e| restore::source_query(e, "opening the snapshot"))?;
+    let horizon = since::horizon(snapshot.client())
+        .await
+        .map_err(|e| restore::source_query(e, "reading the snapshot's transaction horizon"))?;
     let mut selection = content::select(snapshot.client(), &config.content)
         .await
         .map_err(|e| restore::source_query(e, "choosing the schemas"))?;
@@ -159,11 +167,13 @@ pub(crate) async fn run(
         .filter(|t| t.kind == TableKind::Table && !t.data_excluded)
         .count();
     report.tables_changed = changed.iter().map(|(s, n)| format!("{s}.{n}")).collect();
-    report.repaired = changed
+    // Tables whose rows on the mirror are not what the last verified sync left: changed behind our back.
+    let tampered: BTreeSet<(String, String)> = changed
         .iter()
         .filter(|(s, n)| before.table(s, n) != stored.table(s, n))
-        .map(|(s, n)| format!("{s}.{n}"))
+        .cloned()
         .collect();
+    report.repaired = tampered.iter().map(|(s, n)| format!("{s}.{n}")).collect();
     tracing::info!(
         compared = report.tables_compared,
         changed = changed.len(),
@@ -171,7 +181,9 @@ pub(crate) async fn run(
     );
     drop(group);
 
-    // Changed tables, family by family (tables linked by foreign keys merge together).
+    // Changed tables, family by family (tables linked by foreign keys merge together). First the rows
+    // written since the last sync, by key; a table that does not match the manifest after that (a row
+    // was deleted, or changed on the mirror) is narrowed down by digests and merged again.
     let group = ctx.actions.group("sync changed rows");
     let shapes = apply::shapes(mirror, &changed).await.map_err(|e| {
         FAIL.target(
@@ -179,50 +191,77 @@ pub(crate) async fn run(
             e,
         )
     })?;
-    let families = families(&shapes, &source_manifest);
     for client in &source_refs {
         inspect::import_snapshot(client, snapshot.id())
             .await
             .map_err(|e| restore::source_query(e, "importing the snapshot"))?;
     }
-    // `sync-streams` workers take families from one queue; each returns what it merged.
-    let queue = Mutex::new(families);
-    let workers = source_refs.iter().zip(&mirror_refs).map(|(src, mir)| {
-        let (queue, source_manifest, before) = (&queue, &source_manifest, &before);
-        async move {
-            let mut merged: Vec<(String, Merged)> = Vec::new();
-            let mut digest_bytes = 0;
-            // The lock is taken and released inside the call: never held across the awaits below.
-            let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            while let Some(family) = next() {
-                let mut jobs = Vec::with_capacity(family.len());
-                for (i, shape) in family.iter().enumerate() {
-                    let (theirs, ours) = (
-                        source_manifest.table(&shape.schema, &shape.name),
-                        before.table(&shape.schema, &shape.name),
-                    );
-                    let rows = theirs
-                        .into_iter()
-                        .chain(ours)
-                        .map(|t| t.rows)
-                        .max()
-                        .unwrap_or(0);
-                    let method = theirs.map(|t| t.checksum_method).unwrap_or_default();
-                    let narrowed = digest::narrow(src, mir, shape, rows, method)
-                        .await
-                        .map_err(|e| FAIL.target("comparing the table's key ranges failed", e))?;
-                    digest_bytes += narrowed.bytes_read;
-                    jobs.push(Job::new(shape, narrowed.filter, i));
-                }
-                let done = apply::merge_family(src, mir, &jobs).await.map_err(|e| {
-                    FAIL.target("merging the changed rows into the mirror failed", e)
-                })?;
-                merged.extend(jobs.iter().map(|j| j.shape.qualified()).zip(done));
-            }
-            Ok::<_, Error>((merged, digest_bytes))
+    let since = Since::between(state.source_xmin, horizon);
+    if since.is_none() {
+        tracing::info!("no usable record of the last sync's snapshot: every changed table is compared by digests");
+    }
+    let round = Round {
+        sources: &source_refs,
+        mirrors: &mirror_refs,
+        source_manifest: &source_manifest,
+        before: &before,
+    };
+    let mut merged = round
+        .merge(families(&shapes, &source_manifest), since, &tampered)
+        .await?;
+    let written_since: BTreeSet<(String, String)> = merged
+        .iter()
+        .filter(|m| m.written_since)
+        .map(|m| m.table.clone())
+        .collect();
+    // Tables synced by their written rows are read now; the others are read by the verification.
+    let mut checked = KnownChecksums::new();
+    if !written_since.is_empty() {
+        checked = inspect::fingerprint_tables_among(
+            &mirror_refs,
+            &selection,
+            &source_manifest,
+            Some(&written_since),
+        )
+        .await
+        .map_err(|e| FAIL.target("reading the synced tables failed", e))?;
+        checked.retain(|(schema, name), (rows, checksum, _)| {
+            source_manifest
+                .table(schema, name)
+                .is_some_and(|t| t.rows == *rows && t.checksum == *checksum)
+        });
+        let missed: Vec<TableShape> = shapes
+            .iter()
+            .filter(|s| written_since.contains(&(s.schema.clone(), s.name.clone())))
+            .filter(|s| !checked.contains_key(&(s.schema.clone(), s.name.clone())))
+            .cloned()
+            .collect();
+        tracing::info!(
+            tables = written_since.len(),
+            matched = checked.len(),
+            "tables synced by the rows written since the last sync"
+        );
+        if !missed.is_empty() {
+            let names: Vec<String> = missed
+                .iter()
+                .map(|s| format!("{}.{}", s.schema, s.name))
+                .collect();
+            tracing::info!(tables = ?names, "not matching yet (rows deleted on the source): compared by digests");
+            let again = round
+                .merge(families(&missed, &source_manifest), None, &tampered)
+                .await?;
+            merged.extend(again.into_iter().map(|m| TableMerged {
+                narrowed_again: true,
+                ..m
+            }));
         }
-    });
-    let done = try_join_all(workers).await?;
+    }
+    report.tables_written_since = checked.len();
+    report.narrowed_again = merged
+        .iter()
+        .filter(|m| m.narrowed_again)
+        .map(|m| format!("{}.{}", m.table.0, m.table.1))
+        .collect();
     // Large objects, in the snapshot too: only when their fingerprints differ.
     let mut notes = Vec::new();
     if source_manifest.large_objects != before.large_objects {
@@ -244,15 +283,21 @@ pub(crate) async fn run(
         let _ = client.batch_execute("COMMIT").await;
     }
     drop(snapshot.finish().await);
-    for (table, m) in done.iter().flat_map(|(merged, _)| merged) {
-        tracing::info!(table = %table, read = m.rows_read, deleted = m.deleted, updated = m.updated, inserted = m.inserted, "merged");
+    for TableMerged {
+        table,
+        merged: m,
+        digest_bytes,
+        ..
+    } in &merged
+    {
+        tracing::info!(table = %format!("{}.{}", table.0, table.1), read = m.rows_read, deleted = m.deleted, updated = m.updated, inserted = m.inserted, "merged");
         report.rows_read += m.rows_read;
         report.bytes_read += m.bytes_read;
         report.deleted += m.deleted;
         report.updated += m.updated;
         report.inserted += m.inserted;
+        report.digest_bytes += digest_bytes;
     }
-    report.digest_bytes = done.iter().map(|(_, bytes)| bytes).sum();
     set_sequences(mirror, &source_manifest, &before)
         .await
         .map_err(|e| FAIL.target("setting the mirror's sequences failed", e))?;
@@ -263,7 +308,7 @@ pub(crate) async fn run(
 
     // Verify: the changed tables are read again; the others were read afresh above, in this run.
     let group = ctx.actions.group("verify");
-    let known: KnownChecksums = before
+    let mut known: KnownChecksums = before
         .tables
         .iter()
         .filter(|t| t.kind == TableKind::Table)
@@ -275,6 +320,7 @@ pub(crate) async fn run(
             )
         })
         .collect();
+    known.extend(checked);
     let actual = restore::verify(
         FAIL,
         config.verify,
@@ -292,7 +338,7 @@ pub(crate) async fn run(
     inspect::store_manifest(mirror, &manifest)
         .await
         .map_err(|e| FAIL.target("storing the manifest in the mirror failed", e))?;
-    state::mark_verified(mirror, &fingerprint, &ctx.run_id)
+    state::mark_verified(mirror, &fingerprint, &ctx.run_id, horizon.map(|h| h.xmin))
         .await
         .map_err(|e| FAIL.target("recording the mirror's verified sync failed", e))?;
     drop(group);
@@ -303,6 +349,131 @@ pub(crate) async fn run(
         not_backed_up,
         refreshed,
     })))
+}
+
+/// One changed table merged: which, whether by its rows written since the last sync, what it moved.
+struct TableMerged {
+    table: (String, String),
+    written_since: bool,
+    /// Narrowed down by digests after its rows written since the last sync failed to merge or to match.
+    narrowed_again: bool,
+    merged: Merged,
+    /// Digest bytes read from the source to narrow it down.
+    digest_bytes: u64,
+}
+
+/// What a round of merges works with: one source session (in the snapshot) and one mirror session per
+/// stream, and both sides' manifests.
+struct Round<'a> {
+    sources: &'a [&'a Client],
+    mirrors: &'a [&'a Client],
+    source_manifest: &'a Manifest,
+    before: &'a Manifest,
+}
+
+impl Round<'_> {
+    /// Merges `families` on `sync-streams` workers that take them from one queue. A keyed table gets
+    /// the rows written `since` the last sync (unless `tampered`: those rows would not repair it); every
+    /// other table is narrowed down by digests. A family whose merge by written rows fails (a unique key
+    /// freed by a delete, say) is rolled back and merged again by digests.
+    async fn merge(
+        &self,
+        families: Vec<Vec<&TableShape>>,
+        since: Option<Since>,
+        tampered: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<TableMerged>> {
+        let queue = Mutex::new(families);
+        let workers = self.sources.iter().zip(self.mirrors).map(|(src, mir)| {
+            let queue = &queue;
+            async move {
+                let mut done: Vec<TableMerged> = Vec::new();
+                // The lock is taken and released inside the call: never held across the awaits below.
+                let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                while let Some(family) = next() {
+                    let by_written = |s: &TableShape| {
+                        since.filter(|_| {
+                            s.key.is_some()
+                                && !tampered.contains(&(s.schema.clone(), s.name.clone()))
+                        })
+                    };
+                    let mut failed = false;
+                    if family.iter().any(|s| by_written(s).is_some()) {
+                        match self.merge_family(src, mir, &family, by_written).await {
+                            Ok(merged) => {
+                                done.extend(merged);
+                                continue;
+                            }
+                            Err(e) => {
+                                failed = true;
+                                tracing::info!(
+                                    error = %crate::actions::one_line(&e.render()),
+                                    "merging the rows written since the last sync failed (rolled back): comparing by digests instead"
+                                );
+                            }
+                        }
+                    }
+                    let merged = self.merge_family(src, mir, &family, |_| None).await?;
+                    done.extend(merged.into_iter().map(|m| TableMerged {
+                        narrowed_again: failed,
+                        ..m
+                    }));
+                }
+                Ok::<_, Error>(done)
+            }
+        });
+        Ok(try_join_all(workers).await?.into_iter().flatten().collect())
+    }
+
+    /// Merges one family in one transaction: each table by its rows written `since(table)`, or by
+    /// the buckets its digests narrowed down.
+    async fn merge_family(
+        &self,
+        src: &Client,
+        mir: &Client,
+        family: &[&TableShape],
+        since: impl Fn(&TableShape) -> Option<Since>,
+    ) -> Result<Vec<TableMerged>> {
+        let mut jobs = Vec::with_capacity(family.len());
+        let mut digest_bytes = Vec::with_capacity(family.len());
+        for (i, shape) in family.iter().enumerate() {
+            if let Some(since) = since(shape) {
+                jobs.push(Job::new(shape, Filter::WrittenSince(since), i));
+                digest_bytes.push(0);
+                continue;
+            }
+            let (theirs, ours) = (
+                self.source_manifest.table(&shape.schema, &shape.name),
+                self.before.table(&shape.schema, &shape.name),
+            );
+            let rows = theirs
+                .into_iter()
+                .chain(ours)
+                .map(|t| t.rows)
+                .max()
+                .unwrap_or(0);
+            let method = theirs.map(|t| t.checksum_method).unwrap_or_default();
+            let narrowed = digest::narrow(src, mir, shape, rows, method)
+                .await
+                .map_err(|e| FAIL.target("comparing the table's key ranges failed", e))?;
+            digest_bytes.push(narrowed.bytes_read);
+            jobs.push(Job::new(shape, narrowed.filter, i));
+        }
+        let merged = apply::merge_family(src, mir, &jobs)
+            .await
+            .map_err(|e| FAIL.target("merging the changed rows into the mirror failed", e))?;
+        Ok(jobs
+            .iter()
+            .zip(merged)
+            .zip(digest_bytes)
+            .map(|((job, merged), digest_bytes)| TableMerged {
+                table: (job.shape.schema.clone(), job.shape.name.clone()),
+                written_since: matches!(job.filter, Filter::WrittenSince(_)),
+                narrowed_again: false,
+                merged,
+                digest_bytes,
+            })
+            .collect())
+    }
 }
 
 /// Tables (with data) whose rows differ between the source's manifest and the mirror's.

@@ -486,6 +486,16 @@ pub async fn fingerprint_tables_to_match(
     selection: &Selection,
     expected: &Manifest,
 ) -> Result<KnownChecksums, InspectError> {
+    fingerprint_tables_among(clients, selection, expected, None).await
+}
+
+/// [`fingerprint_tables_to_match`] for the tables in `only` (`schema`, `name`), or all of them.
+pub async fn fingerprint_tables_among(
+    clients: &[&Client],
+    selection: &Selection,
+    expected: &Manifest,
+    only: Option<&std::collections::BTreeSet<(String, String)>>,
+) -> Result<KnownChecksums, InspectError> {
     let Some(catalog) = clients.first() else {
         return Err(InspectError::unexpected(
             "fingerprint_tables_to_match",
@@ -504,7 +514,8 @@ pub async fn fingerprint_tables_to_match(
     let mut tables = plan_fingerprints(relations, selection, Some(expected));
     for (_, rel) in &mut tables {
         // Materialized views are refreshed by pg_restore's last steps: read with the manifest.
-        rel.read &= rel.kind == TableKind::Table;
+        rel.read &= rel.kind == TableKind::Table
+            && only.is_none_or(|o| o.contains(&(rel.schema.clone(), rel.name.clone())));
     }
     read_fingerprints(clients, &mut tables).await?;
     let result = tables
