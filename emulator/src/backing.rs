@@ -155,8 +155,20 @@ impl Backing {
         owner: &str,
     ) -> Result<(), BackingError> {
         let client = self.connect(None).await?;
+        // FILE_COPY (PostgreSQL 15+) copies the files as they are, about four times faster on a 2 GB
+        // database than the default WAL_LOG, which writes every page through the WAL. Neon branches in
+        // constant time; the closer the emulator gets, the less its copying blurs the tool's timings.
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await?
+            .get(0);
+        let strategy = if version >= 150_000 {
+            " STRATEGY = FILE_COPY"
+        } else {
+            ""
+        };
         let sql = format!(
-            "CREATE DATABASE {} TEMPLATE {} OWNER {}",
+            "CREATE DATABASE {} TEMPLATE {} OWNER {}{strategy}",
             ident(physical),
             ident(template),
             ident(owner)
