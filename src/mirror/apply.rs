@@ -287,6 +287,11 @@ pub async fn merge_family(
                         job.shape.qualified()
                     )))?;
             }
+            // Every staged row updated one with its key: none is new, and the probe for absent keys
+            // (one index lookup per staged row) is skipped.
+            if job.shape.key.is_some() && m.updated == m.rows_read {
+                continue;
+            }
             m.inserted =
                 mirror
                     .execute(&insert_sql(job), &[])
