@@ -272,6 +272,17 @@ phase_times() {
     }' "$1"
 }
 
+# Seconds a snapshot run spent creating its backup branch: from the branch budget check before it to the
+# branch's creation. On the emulator that is a copy of the mirror's database (with the checkpoint it needs);
+# Neon branches in constant time. 0 when the log has no such step (strategy full).
+branch_time() {
+  awk '
+    function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+    /: branch budget: /                         { budget = ts($1) }
+    /: backup created: a snapshot of the verified mirror/ { if (budget) t = ts($1) - budget }
+    END { printf "%.2f\n", t }' "$1"
+}
+
 # (b) backup-run; its peak RSS both from GNU time (the largest process of its tree) and from VmHWM of
 # our own process, sampled until it exits, like its own CPU time (without pg_dump's and pg_restore's).
 run_tool() {
@@ -366,7 +377,7 @@ if ((STORAGE_RUNS > 0)); then
   echo
   for STRATEGY in full snapshot; do
     prepare_run
-    READS=() TIMES=()
+    READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=()
     for i in $(seq "$STORAGE_RUNS"); do
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
@@ -374,6 +385,9 @@ if ((STORAGE_RUNS > 0)); then
       run_tool "$STRATEGY$i" "$TOOL"
       READS+=("$(output_of "$STRATEGY$i" source-bytes)")
       TIMES+=("$TOOL_WALL")
+      bt=$(branch_time "$W/tool-$STRATEGY$i.log")
+      BRANCH_TIMES+=("$bt")
+      NET_TIMES+=("$(awk -v a="$TOOL_WALL" -v b="$bt" 'BEGIN { printf "%.2f", a - b }')")
       say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
     done
     src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
@@ -383,6 +397,7 @@ if ((STORAGE_RUNS > 0)); then
       "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
     echo "  bytes read from the source per run: ${READS[*]}"
     echo "  wall seconds per run: ${TIMES[*]}"
+    echo "  of which creating the backup branch (the emulator's copy of the mirror; constant time on Neon): ${BRANCH_TIMES[*]}"
     full_time=${full_time:-$(printf '%s\n' "${TIMES[@]}" | median)}
     full_read=${full_read:-$(printf '%s\n' "${READS[@]}" | median)}
     if ((STORAGE_RUNS > 1)); then
@@ -394,6 +409,11 @@ if ((STORAGE_RUNS > 0)); then
       echo "  a 1 % run against a full backup (median of strategy full's runs: $full_read bytes, $full_time s): reads" \
         "$(awk -v a="$later_reads" -v b="$full_read" 'BEGIN { printf "%.1f %%", 100 * a / b }'), takes" \
         "$(awk -v a="$later_times" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }')"
+      if [[ $STRATEGY == snapshot ]]; then
+        later_net=$(printf '%s\n' "${NET_TIMES[@]:1}" | median)
+        echo "  the same without the emulator's branch copy: $later_net s, takes" \
+          "$(awk -v a="$later_net" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }') of a full backup"
+      fi
     fi
   done
   delete_backup_branches
