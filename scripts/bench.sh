@@ -397,7 +397,8 @@ if ((STORAGE_RUNS > 0)); then
       "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
     echo "  bytes read from the source per run: ${READS[*]}"
     echo "  wall seconds per run: ${TIMES[*]}"
-    echo "  of which creating the backup branch (the emulator's copy of the mirror; constant time on Neon): ${BRANCH_TIMES[*]}"
+    [[ $STRATEGY != snapshot ]] ||
+      echo "  of which creating the backup branch (the emulator's copy of the mirror; constant time on Neon): ${BRANCH_TIMES[*]}"
     full_time=${full_time:-$(printf '%s\n' "${TIMES[@]}" | median)}
     full_read=${full_read:-$(printf '%s\n' "${READS[@]}" | median)}
     if ((STORAGE_RUNS > 1)); then
