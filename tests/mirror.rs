@@ -51,14 +51,16 @@ GRANT SELECT ON LARGE OBJECT 4242003 TO PUBLIC;
 RESET ROLE;
 ";
 
-/// Updates and inserts only (no row deleted): the rows written since the last sync are all that changed;
-/// and an email moved to another member, which merging by written rows alone cannot do (the old
-/// holder of the unique email is still on the mirror).
+/// Updates and inserts only in accounts (no row deleted): the rows written since the last sync are all
+/// that changed there. In members an email moved to another member and a member came (as many rows as
+/// before), which merging by written rows alone cannot do: the old holder of the unique email is still
+/// on the mirror.
 const WRITTEN_ONLY: &str = "
 UPDATE public.accounts SET balance = balance + 2 WHERE id % 100 = 3;
 INSERT INTO public.accounts (owner, balance) SELECT 'newer ' || g, g FROM generate_series(1, 20) g;
 DELETE FROM public.members WHERE id = 5;
 UPDATE public.members SET email = 'm5' WHERE id = 6;
+INSERT INTO public.members VALUES (2001, 'm2001');
 ";
 
 fn source_checksum(world: &World, table: &str) -> String {
@@ -174,15 +176,17 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
             incremental_read * 5 < full_read,
             "an incremental run reads a fraction: {incremental_read} vs {full_read}"
         );
-        // Rows were deleted from accounts (and cascaded in ledger): the rows written since the last
-        // sync do not bring them to the source's content, so digests narrow them down.
+        // Rows were deleted from accounts (50 inserted, 3 deleted: more rows than before, so the rows
+        // written since the last sync are merged first), which they do not bring to the source's
+        // content: digests narrow it down. Ledger lost rows by the cascade (fewer rows than on the
+        // mirror): digests straight away.
         let narrowed = second
             .stdout
             .lines()
             .find(|l| l.contains("compared by digests after the rows written since the last sync"))
             .unwrap_or_else(|| panic!("not narrowed again: {}", second.describe()));
         assert!(
-            narrowed.contains("public.accounts") && narrowed.contains("public.ledger"),
+            narrowed.contains("public.accounts") && !narrowed.contains("public.ledger"),
             "{narrowed}"
         );
 

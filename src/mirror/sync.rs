@@ -2,7 +2,9 @@
 //! verified against the source's manifest exactly as a full restore is.
 //!
 //! Both sides are fingerprinted server-side (row counts and checksums per table: no row leaves either
-//! server to compare). A table whose fingerprint differs is narrowed down to the buckets of its key
+//! server to compare). A changed table with a key first gets the rows written since the last verified
+//! sync ([`super::since`]), merged by key and read again at once; a table that still differs (rows
+//! deleted, a table without a key, one changed on the mirror) is narrowed down to the buckets of its key
 //! space that differ ([`super::digest`]), and only those rows are copied from the snapshot and merged in
 //! ([`super::apply`]). The mirror's digests are always computed afresh from its rows: a mirror changed
 //! behind the tool's back differs like any changed table, is repaired, and is reported.
@@ -214,17 +216,30 @@ pub(crate) async fn run(
         .filter(|m| m.written_since)
         .map(|m| m.table.clone())
         .collect();
-    // Tables synced by their written rows are read now; the others are read by the verification.
+    // Tables synced by their written rows are read now, if their row count came out right (else rows
+    // were deleted on the source: reading them would only say so); the others are read by the
+    // verification.
+    let counted: BTreeSet<(String, String)> = merged
+        .iter()
+        .filter(|m| m.written_since)
+        .filter(|m| {
+            let (source_rows, mirror_rows) = round.rows_of(&m.table);
+            mirror_rows + m.merged.inserted as i64 == source_rows
+        })
+        .map(|m| m.table.clone())
+        .collect();
     let mut checked = KnownChecksums::new();
     if !written_since.is_empty() {
-        checked = inspect::fingerprint_tables_among(
-            &mirror_refs,
-            &selection,
-            &source_manifest,
-            Some(&written_since),
-        )
-        .await
-        .map_err(|e| FAIL.target("reading the synced tables failed", e))?;
+        if !counted.is_empty() {
+            checked = inspect::fingerprint_tables_among(
+                &mirror_refs,
+                &selection,
+                &source_manifest,
+                Some(&counted),
+            )
+            .await
+            .map_err(|e| FAIL.target("reading the synced tables failed", e))?;
+        }
         checked.retain(|(schema, name), (rows, checksum, _)| {
             source_manifest
                 .table(schema, name)
@@ -246,7 +261,7 @@ pub(crate) async fn run(
                 .iter()
                 .map(|s| format!("{}.{}", s.schema, s.name))
                 .collect();
-            tracing::info!(tables = ?names, "not matching yet (rows deleted on the source): compared by digests");
+            tracing::info!(tables = ?names, "not matching yet (rows deleted on the source, or changed on the mirror): compared by digests");
             let again = round
                 .merge(families(&missed, &source_manifest), None, &tampered)
                 .await?;
@@ -390,10 +405,13 @@ impl Round<'_> {
                 // The lock is taken and released inside the call: never held across the awaits below.
                 let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
                 while let Some(family) = next() {
+                    // Fewer rows on the source than on the mirror: rows were deleted, which the
+                    // written rows cannot show; digests straight away.
                     let by_written = |s: &TableShape| {
                         since.filter(|_| {
                             s.key.is_some()
                                 && !tampered.contains(&(s.schema.clone(), s.name.clone()))
+                                && self.rows(s).0 >= self.rows(s).1
                         })
                     };
                     let mut failed = false;
@@ -422,6 +440,16 @@ impl Round<'_> {
             }
         });
         Ok(try_join_all(workers).await?.into_iter().flatten().collect())
+    }
+
+    /// The table's rows on the source (in the snapshot) and on the mirror (before this run's merges).
+    fn rows(&self, s: &TableShape) -> (i64, i64) {
+        self.rows_of(&(s.schema.clone(), s.name.clone()))
+    }
+
+    fn rows_of(&self, (schema, name): &(String, String)) -> (i64, i64) {
+        let count = |m: &Manifest| m.table(schema, name).map_or(0, |t| t.rows);
+        (count(self.source_manifest), count(self.before))
     }
 
     /// Merges one family in one transaction: each table by its rows written `since(table)`, or by
