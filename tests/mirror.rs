@@ -147,8 +147,14 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         assert_born_equal_to_source(&world, &b1);
         let full_read: u64 = first.output("source-bytes").unwrap().parse().unwrap();
 
-        // 2. About 1 % changes: only that crosses the wire; triggers do not fire on the mirror.
+        // 2. About 1 % changes: only that crosses the wire; triggers do not fire on the mirror. A row of
+        // accounts is also changed on the mirror behind the tool's back: accounts changed on the source
+        // too, so the mirror's copy is read only after the merge, whose verification must repair it.
         world.source.psql("postgres", CHANGE);
+        world.psql_branch(
+            "supaneon-mirror",
+            "UPDATE public.accounts SET owner = 'tampered' WHERE id = 600",
+        );
         support::prune::next_second();
         let second = world.cli().run(&["backup-run"]);
         assert_eq!(second.code, 0, "PG {major}: {}", second.describe());

@@ -5,12 +5,14 @@
 //! child for what it writes, so a backup costs next to nothing however large the database.
 //!
 //! Rooms: [`state`] (what the mirror knows of its last sync), [`sync`] (the incremental sync),
+//! [`compare`] (both manifests side by side),
 //! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror),
 //! [`since`] (rows written since the last sync), [`large_objects`] (the large objects' diff).
 //! The first run, and any run after the definitions changed, restores the mirror in full through
 //! [`crate::backup::restore`].
 
 mod apply;
+mod compare;
 mod digest;
 mod large_objects;
 mod since;

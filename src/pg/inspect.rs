@@ -28,6 +28,7 @@ mod rows;
 mod snapshot;
 
 use rows::read_fingerprints;
+pub use rows::{Gate, ReadHooks};
 use snapshot::{export_snapshot, import_snapshot_sql};
 pub use snapshot::{import_snapshot, SourceSnapshot, SNAPSHOT_IDLE_TIMEOUT};
 
@@ -154,6 +155,16 @@ pub async fn take_manifest_in_snapshot(
     snapshot_id: &str,
     selection: &Selection,
 ) -> Result<Manifest, InspectError> {
+    take_manifest_in_snapshot_hooked(clients, snapshot_id, selection, &ReadHooks::default()).await
+}
+
+/// [`take_manifest_in_snapshot`] with `hooks` into its table reads.
+pub async fn take_manifest_in_snapshot_hooked(
+    clients: &[&Client],
+    snapshot_id: &str,
+    selection: &Selection,
+    hooks: &ReadHooks<'_>,
+) -> Result<Manifest, InspectError> {
     if clients.is_empty() {
         return Err(InspectError::unexpected(
             "take_manifest_in_snapshot",
@@ -164,7 +175,7 @@ pub async fn take_manifest_in_snapshot(
     let mut opened = Vec::new();
     let result = async {
         begin_all(clients, &import, &mut opened).await?;
-        manifest_in_transaction(clients, selection, None, &KnownChecksums::new()).await
+        manifest_in_transaction(clients, selection, None, &KnownChecksums::new(), hooks).await
     }
     .await;
     close_all(&opened, result).await
@@ -177,7 +188,16 @@ pub async fn take_manifest(
     clients: &[&Client],
     selection: &Selection,
 ) -> Result<Manifest, InspectError> {
-    manifest_in_own_snapshot(clients, selection, None, &KnownChecksums::new()).await
+    take_manifest_hooked(clients, selection, &ReadHooks::default()).await
+}
+
+/// [`take_manifest`] with `hooks` into its table reads.
+pub async fn take_manifest_hooked(
+    clients: &[&Client],
+    selection: &Selection,
+    hooks: &ReadHooks<'_>,
+) -> Result<Manifest, InspectError> {
+    manifest_in_own_snapshot(clients, selection, None, &KnownChecksums::new(), hooks).await
 }
 
 /// Like [`take_manifest`], for comparing a restored copy (the backup branch, a restore test) with
@@ -187,7 +207,14 @@ pub async fn take_manifest_to_match(
     selection: &Selection,
     expected: &Manifest,
 ) -> Result<Manifest, InspectError> {
-    manifest_in_own_snapshot(clients, selection, Some(expected), &KnownChecksums::new()).await
+    manifest_in_own_snapshot(
+        clients,
+        selection,
+        Some(expected),
+        &KnownChecksums::new(),
+        &ReadHooks::default(),
+    )
+    .await
 }
 
 /// Like [`take_manifest_to_match`], taking the tables in `known` (from
@@ -198,7 +225,14 @@ pub async fn take_manifest_to_match_with(
     expected: &Manifest,
     known: &KnownChecksums,
 ) -> Result<Manifest, InspectError> {
-    manifest_in_own_snapshot(clients, selection, Some(expected), known).await
+    manifest_in_own_snapshot(
+        clients,
+        selection,
+        Some(expected),
+        known,
+        &ReadHooks::default(),
+    )
+    .await
 }
 
 async fn manifest_in_own_snapshot(
@@ -206,6 +240,7 @@ async fn manifest_in_own_snapshot(
     selection: &Selection,
     expected: Option<&Manifest>,
     known: &KnownChecksums,
+    hooks: &ReadHooks<'_>,
 ) -> Result<Manifest, InspectError> {
     let Some((first, rest)) = clients.split_first() else {
         return Err(InspectError::unexpected(
@@ -225,7 +260,7 @@ async fn manifest_in_own_snapshot(
             let id = export_snapshot(first).await?;
             begin_all(rest, &import_snapshot_sql(&id)?, &mut opened).await?;
         }
-        manifest_in_transaction(clients, selection, expected, known).await
+        manifest_in_transaction(clients, selection, expected, known, hooks).await
     }
     .await;
     close_all(&opened, result).await
@@ -296,6 +331,7 @@ async fn manifest_in_transaction(
     selection: &Selection,
     expected: Option<&Manifest>,
     known: &KnownChecksums,
+    hooks: &ReadHooks<'_>,
 ) -> Result<Manifest, InspectError> {
     let catalog = workers[0];
     let source_server_version = server_version(catalog).await?;
@@ -312,7 +348,7 @@ async fn manifest_in_transaction(
             }
         }
     }
-    read_fingerprints(workers, &mut tables).await?;
+    read_fingerprints(workers, &mut tables, hooks).await?;
     let large_objects =
         Some(crate::pg::large_objects::fingerprint(catalog, &selection.privilege_roles).await?);
     let mut definitions = crate::pg::fingerprints::take(
@@ -379,7 +415,7 @@ pub async fn fingerprint_tables_among(
         rel.read &= rel.kind == TableKind::Table
             && only.is_none_or(|o| o.contains(&(rel.schema.clone(), rel.name.clone())));
     }
-    read_fingerprints(clients, &mut tables).await?;
+    read_fingerprints(clients, &mut tables, &ReadHooks::default()).await?;
     let result = tables
         .into_iter()
         .filter(|(_, rel)| rel.read)

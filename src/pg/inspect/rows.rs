@@ -6,13 +6,33 @@ use futures_util::future::try_join_all;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{quote_ident, quote_qualified, InspectError, Relation};
-use crate::pg::manifest::{ChecksumMethod, TableFingerprint};
+use crate::pg::manifest::{ChecksumMethod, TableFingerprint, TableKind};
+
+/// Hooks into the table reads, for two manifests taken side by side (the mirror's sync reads the
+/// mirror's tables after the source's, and only those that did not change on the source).
+#[derive(Default, Clone, Copy)]
+pub struct ReadHooks<'a> {
+    /// Told each table's (schema, name, rows, checksum) as soon as it is read.
+    pub on_read: Option<&'a OnRead<'a>>,
+    /// Asked before a table (schema, name, kind) is read: `false` leaves it unread (no rows, an empty
+    /// checksum).
+    pub gate: Option<&'a GateFn<'a>>,
+}
+
+/// See [`ReadHooks::on_read`].
+pub type OnRead<'a> = dyn Fn(&str, &str, i64, &str) + Sync + 'a;
+/// See [`ReadHooks::gate`].
+pub type GateFn<'a> = dyn Fn(String, String, TableKind) -> Gate<'a> + Sync + 'a;
+
+/// What a [`ReadHooks::gate`] answers: whether to read the table, once it knows.
+pub type Gate<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 
 /// Fills in rows and checksum of every planned relation marked `read`, shared out between `workers`:
 /// largest first, each to the least-loaded connection.
 pub(super) async fn read_fingerprints(
     workers: &[&Client],
     tables: &mut [(TableFingerprint, Relation)],
+    hooks: &ReadHooks<'_>,
 ) -> Result<(), InspectError> {
     let mut to_read: Vec<(usize, i64)> = tables
         .iter()
@@ -50,19 +70,35 @@ pub(super) async fn read_fingerprints(
                     let (fp, rel) = &planned[i];
                     let through = if rel.force_rls { bypass.as_ref() } else { None };
                     async move {
-                        fingerprint(client, &rel.schema, &rel.name, fp.checksum_method, through)
-                            .await
-                            .map(|fp| (i, fp))
+                        if let Some(gate) = hooks.gate {
+                            if !gate(rel.schema.clone(), rel.name.clone(), rel.kind).await {
+                                return Ok((i, None));
+                            }
+                        }
+                        let (rows, checksum) = fingerprint(
+                            client,
+                            &rel.schema,
+                            &rel.name,
+                            fp.checksum_method,
+                            through,
+                        )
+                        .await?;
+                        if let Some(on_read) = hooks.on_read {
+                            on_read(&rel.schema, &rel.name, rows, &checksum);
+                        }
+                        Ok::<_, InspectError>((i, Some((rows, checksum))))
                     }
                 });
                 // One connection pipelines its statements: no round trip per table.
                 try_join_all(jobs)
             });
-    let results: Vec<(usize, (i64, String))> =
+    let results: Vec<(usize, Option<(i64, String)>)> =
         try_join_all(readers).await?.into_iter().flatten().collect();
-    for (i, (rows, checksum)) in results {
-        tables[i].0.rows = rows;
-        tables[i].0.checksum = checksum;
+    for (i, read) in results {
+        if let Some((rows, checksum)) = read {
+            tables[i].0.rows = rows;
+            tables[i].0.checksum = checksum;
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use tokio_postgres::Client;
 
 use super::{
     begin_all, close_all, manifest_in_transaction, pin_session, quote_literal, InspectError,
-    KnownChecksums,
+    KnownChecksums, ReadHooks,
 };
 use crate::pg::content::Selection;
 use crate::pg::manifest::Manifest;
@@ -98,7 +98,14 @@ impl SourceSnapshot {
             begin_all(helpers, &import, &mut opened).await?;
             let mut workers: Vec<&Client> = vec![&self.client];
             workers.extend_from_slice(helpers);
-            manifest_in_transaction(&workers, selection, None, &KnownChecksums::new()).await
+            manifest_in_transaction(
+                &workers,
+                selection,
+                None,
+                &KnownChecksums::new(),
+                &ReadHooks::default(),
+            )
+            .await
         }
         .await;
         close_all(&opened, result).await
