@@ -27,7 +27,7 @@ CREATE TABLE public.ledger (
     amount numeric NOT NULL);
 CREATE TABLE public.happenings (at int, payload json);
 CREATE TABLE public.members (id int PRIMARY KEY, email text NOT NULL UNIQUE);
-INSERT INTO public.members SELECT g, 'm' || g FROM generate_series(1, 2000) g;
+INSERT INTO public.members SELECT g, 'm' || g FROM generate_series(1, 100000) g;
 INSERT INTO public.accounts (owner, balance, tags)
   SELECT 'owner ' || g, g % 1000, jsonb_build_object('g', g) FROM generate_series(1, 20000) g;
 INSERT INTO public.ledger (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 5000) g;
@@ -52,15 +52,16 @@ RESET ROLE;
 ";
 
 /// Updates and inserts only in accounts (no row deleted): the rows written since the last sync are all
-/// that changed there. In members an email moved to another member and a member came (as many rows as
-/// before), which merging by written rows alone cannot do: the old holder of the unique email is still
-/// on the mirror.
+/// that changed there. In members (large enough to be merged in slices, one per stream) an email moved
+/// to another member and a member came (as many rows as before), which merging by written rows alone
+/// cannot do: the old holder of the unique email is still on the mirror, so the slice holding the
+/// moved email fails and is rolled back.
 const WRITTEN_ONLY: &str = "
 UPDATE public.accounts SET balance = balance + 2 WHERE id % 100 = 3;
 INSERT INTO public.accounts (owner, balance) SELECT 'newer ' || g, g FROM generate_series(1, 20) g;
 DELETE FROM public.members WHERE id = 5;
 UPDATE public.members SET email = 'm5' WHERE id = 6;
-INSERT INTO public.members VALUES (2001, 'm2001');
+INSERT INTO public.members VALUES (100001, 'm100001');
 ";
 
 fn source_checksum(world: &World, table: &str) -> String {
@@ -220,6 +221,13 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         assert!(
             !line.contains("public.accounts"),
             "accounts needed no digests: {line}"
+        );
+        assert!(
+            written_only
+                .everything()
+                .contains("merging a slice of the rows written since the last sync failed"),
+            "members was merged in slices, and one failed: {}",
+            written_only.describe()
         );
         let bwo = written_only.output("backup-branch").unwrap();
         assert_born_equal_to_source(&world, &bwo);

@@ -75,16 +75,31 @@ pub enum Filter {
         bits: u32,
         buckets: Vec<i64>,
     },
-    /// The source's rows written since the last sync (a keyed table only): merged by key, nothing
-    /// deleted, since a row outside the filter may still be on the source.
-    WrittenSince(Since),
+    /// The source's rows written since the last sync (a keyed table only), or those of one slice of its
+    /// key space: merged by key, nothing deleted, since a row outside the filter may still be on the
+    /// source.
+    WrittenSince(Since, Option<Slice>),
+}
+
+/// One of `of` disjoint slices of a table's key space (by its identity hash), merged on a session of
+/// its own: a large table's merge spread over the sync's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub index: u32,
+    pub of: u32,
 }
 
 impl Filter {
     fn condition(&self, shape: &TableShape, alias: &str) -> String {
         match self {
             Filter::All => "true".to_string(),
-            Filter::WrittenSince(since) => since.condition(alias),
+            Filter::WrittenSince(since, None) => since.condition(alias),
+            // The key's hash only for rows the cheap test let through.
+            Filter::WrittenSince(since, Some(Slice { index, of })) => format!(
+                "CASE WHEN {} THEN (({} % {of}) + {of}) % {of} = {index} ELSE false END",
+                since.condition(alias),
+                shape.identity_hash(alias)
+            ),
             Filter::Buckets { bits, buckets } => format!(
                 "({} >> {}) = ANY('{{{}}}'::int8[])",
                 shape.identity_hash(alias),
@@ -399,7 +414,7 @@ fn key_match(shape: &TableShape, left: &str, right: &str) -> Option<String> {
 /// written since the last sync).
 fn delete_sql(job: &Job<'_>) -> Option<String> {
     let s = job.shape;
-    if matches!(job.filter, Filter::WrittenSince(_)) {
+    if matches!(job.filter, Filter::WrittenSince(..)) {
         return None;
     }
     let range = job.filter.condition(s, "t");

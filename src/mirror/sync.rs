@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use futures_util::future::try_join_all;
 use tokio_postgres::Client;
 
-use super::apply::{self, Filter, Job, Merged, TableShape};
+use super::apply::{self, Filter, Job, Merged, Slice, TableShape};
 use super::since::{self, Since};
 use super::state::{self, MirrorState};
 use super::{compare, digest, large_objects};
@@ -229,14 +229,20 @@ pub(crate) async fn run(
     // Tables synced by their written rows are read now, if their row count came out right (else rows
     // were deleted on the source: reading them would only say so); the others are read by the
     // verification.
-    let counted: BTreeSet<(String, String)> = merged
-        .iter()
-        .filter(|m| m.written_since)
-        .filter(|m| {
-            let (source_rows, mirror_rows) = round.rows_of(&m.table);
-            mirror_rows + m.merged.inserted as i64 == source_rows
+    let mut inserted: BTreeMap<&(String, String), Option<i64>> = BTreeMap::new();
+    for m in merged.iter().filter(|m| m.written_since) {
+        let slot = inserted.entry(&m.table).or_insert(Some(0));
+        *slot = match (*slot, m.failed) {
+            (Some(sum), false) => Some(sum + m.merged.inserted as i64),
+            _ => None,
+        };
+    }
+    let counted: BTreeSet<(String, String)> = inserted
+        .into_iter()
+        .filter_map(|(table, inserted)| {
+            let (source_rows, mirror_rows) = round.rows_of(table);
+            (inserted? + mirror_rows == source_rows).then(|| table.clone())
         })
-        .map(|m| m.table.clone())
         .collect();
     let mut checked = KnownChecksums::new();
     let started = std::time::Instant::now();
@@ -378,12 +384,18 @@ pub(crate) async fn run(
     })))
 }
 
+/// A table the rows written since the last sync are merged into in slices, one per stream, from this
+/// many rows on the source (a smaller one is merged faster than its slices' extra scans cost).
+const SLICED_ROWS: i64 = 100_000;
+
 /// One changed table merged: which, whether by its rows written since the last sync, what it moved.
 struct TableMerged {
     table: (String, String),
     written_since: bool,
     /// Narrowed down by digests after its rows written since the last sync failed to merge or to match.
     narrowed_again: bool,
+    /// A slice of its written rows failed to merge (rolled back): the table is narrowed down again.
+    failed: bool,
     merged: Merged,
     /// Digest bytes read from the source to narrow it down.
     digest_bytes: u64,
@@ -409,26 +421,69 @@ impl Round<'_> {
         since: Option<Since>,
         tampered: &BTreeSet<(String, String)>,
     ) -> Result<Vec<TableMerged>> {
-        let queue = Mutex::new(families);
+        // Fewer rows on the source than on the mirror: rows were deleted, which the written rows
+        // cannot show; digests straight away.
+        let by_written = |s: &TableShape| {
+            since.filter(|_| {
+                s.key.is_some()
+                    && !tampered.contains(&(s.schema.clone(), s.name.clone()))
+                    && self.rows(s).0 >= self.rows(s).1
+            })
+        };
+        // A large table on its own is merged in slices, one per stream.
+        let streams = self.sources.len().min(self.mirrors.len()) as u32;
+        let mut work: Vec<(Vec<&TableShape>, Option<Slice>)> = Vec::new();
+        for family in families {
+            match family.as_slice() {
+                [only]
+                    if streams > 1
+                        && by_written(only).is_some()
+                        && self.rows(only).0 >= SLICED_ROWS =>
+                {
+                    work.extend(
+                        (0..streams)
+                            .map(|index| (family.clone(), Some(Slice { index, of: streams }))),
+                    );
+                }
+                _ => work.push((family, None)),
+            }
+        }
+        let queue = Mutex::new(work);
         let workers = self.sources.iter().zip(self.mirrors).map(|(src, mir)| {
-            let queue = &queue;
+            let (queue, by_written) = (&queue, &by_written);
             async move {
                 let mut done: Vec<TableMerged> = Vec::new();
                 // The lock is taken and released inside the call: never held across the awaits below.
                 let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                while let Some(family) = next() {
-                    // Fewer rows on the source than on the mirror: rows were deleted, which the
-                    // written rows cannot show; digests straight away.
-                    let by_written = |s: &TableShape| {
-                        since.filter(|_| {
-                            s.key.is_some()
-                                && !tampered.contains(&(s.schema.clone(), s.name.clone()))
-                                && self.rows(s).0 >= self.rows(s).1
-                        })
+                while let Some((family, slice)) = next() {
+                    let written = |s: &TableShape| {
+                        by_written(s).map(|since| Filter::WrittenSince(since, slice))
                     };
+                    if slice.is_some() {
+                        // A failed slice is rolled back; its table is narrowed down after the round
+                        // (the other slices may have committed).
+                        match self.merge_family(src, mir, &family, written).await {
+                            Ok(merged) => done.extend(merged),
+                            Err(e) => {
+                                tracing::info!(
+                                    error = %crate::actions::one_line(&e.render()),
+                                    "merging a slice of the rows written since the last sync failed (rolled back): the table is compared by digests"
+                                );
+                                done.extend(family.iter().map(|s| TableMerged {
+                                    table: (s.schema.clone(), s.name.clone()),
+                                    written_since: true,
+                                    narrowed_again: false,
+                                    failed: true,
+                                    merged: Merged::default(),
+                                    digest_bytes: 0,
+                                }));
+                            }
+                        }
+                        continue;
+                    }
                     let mut failed = false;
                     if family.iter().any(|s| by_written(s).is_some()) {
-                        match self.merge_family(src, mir, &family, by_written).await {
+                        match self.merge_family(src, mir, &family, written).await {
                             Ok(merged) => {
                                 done.extend(merged);
                                 continue;
@@ -464,20 +519,20 @@ impl Round<'_> {
         (count(self.source_manifest), count(self.before))
     }
 
-    /// Merges one family in one transaction: each table by its rows written `since(table)`, or by
+    /// Merges one family in one transaction: each table by the rows `written(table)` selects, or by
     /// the buckets its digests narrowed down.
     async fn merge_family(
         &self,
         src: &Client,
         mir: &Client,
         family: &[&TableShape],
-        since: impl Fn(&TableShape) -> Option<Since>,
+        written: impl Fn(&TableShape) -> Option<Filter>,
     ) -> Result<Vec<TableMerged>> {
         let mut jobs = Vec::with_capacity(family.len());
         let mut digest_bytes = Vec::with_capacity(family.len());
         for (i, shape) in family.iter().enumerate() {
-            if let Some(since) = since(shape) {
-                jobs.push(Job::new(shape, Filter::WrittenSince(since), i));
+            if let Some(filter) = written(shape) {
+                jobs.push(Job::new(shape, filter, i));
                 digest_bytes.push(0);
                 continue;
             }
@@ -514,8 +569,9 @@ impl Round<'_> {
             .zip(digest_bytes)
             .map(|((job, merged), digest_bytes)| TableMerged {
                 table: (job.shape.schema.clone(), job.shape.name.clone()),
-                written_since: matches!(job.filter, Filter::WrittenSince(_)),
+                written_since: matches!(job.filter, Filter::WrittenSince(..)),
                 narrowed_again: false,
+                failed: false,
                 merged,
                 digest_bytes,
             })
