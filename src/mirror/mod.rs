@@ -5,7 +5,7 @@
 //! child for what it writes, so a backup costs next to nothing however large the database.
 //!
 //! Rooms: [`state`] (what the mirror knows of its last sync), [`sync`] (the incremental sync),
-//! [`compare`] (both manifests side by side),
+//! [`compare`] (both manifests side by side), [`streams`] (changed tables merged on the sync's streams),
 //! [`digest`] (narrowing a changed table down by digests), [`apply`] (merging rows into the mirror),
 //! [`since`] (rows written since the last sync), [`large_objects`] (the large objects' diff).
 //! The first run, and any run after the definitions changed, restores the mirror in full through
@@ -17,6 +17,7 @@ mod digest;
 mod large_objects;
 mod since;
 mod state;
+mod streams;
 mod sync;
 
 use std::sync::{Arc, Mutex};
