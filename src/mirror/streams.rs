@@ -46,7 +46,9 @@ impl Round<'_> {
     /// Merges `families` on `sync-streams` workers that take them from one queue. A keyed table gets
     /// the rows written `since` the last sync (unless `tampered`: those rows would not repair it); every
     /// other table is narrowed down by digests. A family whose merge by written rows fails (a unique key
-    /// freed by a delete, say) is rolled back and merged again by digests.
+    /// freed by a delete, say) is rolled back and merged again by digests. A large table on its own has
+    /// its written rows merged in slices of its key space, one per stream; a slice that fails is rolled
+    /// back and its table returned as `failed`, for the caller to narrow down once every slice is done.
     pub(super) async fn merge(
         &self,
         families: Vec<Vec<&TableShape>>,
