@@ -1,6 +1,6 @@
-//! Writing changed rows into the mirror: one table's rows (all of them, or only some buckets of its
-//! key space) copied from the source's snapshot and merged in, so that the mirror's rows equal the
-//! source's afterwards.
+//! Writing changed rows into the mirror: one table's rows (all of them, only some buckets of its key
+//! space, or the rows written since the last sync) copied from the source's snapshot and merged in, so
+//! that the mirror's rows equal the source's afterwards (for written rows: those rows).
 //!
 //! The source's rows land in a temporary stage first; then rows gone from the source are deleted, rows
 //! whose content differs are updated in place, and new rows are inserted. Updating in place (not delete
