@@ -23,7 +23,7 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --storage-runs N       then, for each strategy (full, snapshot), N daily backups kept side by side, 1 % of
                          the accounts rows changed before each: the Neon storage billed by Neon's rule (the
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
-                         wall time (default 0: skipped)
+                         wall time; then one snapshot run with nothing changed (default 0: skipped)
 The timed runs above use strategy full: each is a complete restore, the measure against the bare pipe.
 EOF
 }
@@ -414,6 +414,11 @@ if ((STORAGE_RUNS > 0)); then
         later_net=$(printf '%s\n' "${NET_TIMES[@]:1}" | median)
         echo "  the same without the emulator's branch copy: $later_net s, takes" \
           "$(awk -v a="$later_net" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }') of a full backup"
+        # One more run with nothing changed: only digests and the definitions cross the wire.
+        run_tool "${STRATEGY}-unchanged" "$TOOL"
+        bt=$(branch_time "$W/tool-${STRATEGY}-unchanged.log")
+        echo "  a run with nothing changed: $(output_of "${STRATEGY}-unchanged" source-bytes) bytes read from the source" \
+          "(the schema archive; the manifests' digests are computed on the servers), $TOOL_WALL s, $bt s of it the branch copy"
       fi
     fi
   done
