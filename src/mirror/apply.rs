@@ -75,18 +75,40 @@ pub enum Filter {
         bits: u32,
         buckets: Vec<i64>,
     },
-    /// The source's rows written since the last sync (a keyed table only), or those of one slice of its
-    /// key space: merged by key, nothing deleted, since a row outside the filter may still be on the
-    /// source.
+    /// The source's rows written since the last sync (a keyed table only), or those of one slice of
+    /// it: merged by key, nothing deleted, since a row outside the filter may still be on the source.
     WrittenSince(Since, Option<Slice>),
 }
 
-/// One of `of` disjoint slices of a table's key space (by its identity hash), merged on a session of
-/// its own: a large table's merge spread over the sync's streams.
+/// One of disjoint slices of a table's rows on the source, by their place in its file (blocks
+/// `from` up to `to`, the last slice open-ended), merged on a session of its own: a large table's merge
+/// spread over the sync's streams, each slice a scan of its blocks only (a TID range scan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
-    pub index: u32,
-    pub of: u32,
+    pub from: i64,
+    /// `None`: to the end of the table, however it grew.
+    pub to: Option<i64>,
+}
+
+impl Slice {
+    /// `count` slices of a table of `pages` blocks.
+    pub fn split(pages: i64, count: u32) -> Vec<Slice> {
+        let count = i64::from(count.max(1));
+        (0..count)
+            .map(|i| Slice {
+                from: pages * i / count,
+                to: (i + 1 < count).then(|| pages * (i + 1) / count),
+            })
+            .collect()
+    }
+
+    fn condition(&self, alias: &str) -> String {
+        let from = format!("{alias}.ctid >= '({},0)'::pg_catalog.tid", self.from);
+        match self.to {
+            Some(to) => format!("{from} AND {alias}.ctid < '({to},0)'::pg_catalog.tid"),
+            None => from,
+        }
+    }
 }
 
 impl Filter {
@@ -94,12 +116,9 @@ impl Filter {
         match self {
             Filter::All => "true".to_string(),
             Filter::WrittenSince(since, None) => since.condition(alias),
-            // The key's hash only for rows the cheap test let through.
-            Filter::WrittenSince(since, Some(Slice { index, of })) => format!(
-                "CASE WHEN {} THEN (({} % {of}) + {of}) % {of} = {index} ELSE false END",
-                since.condition(alias),
-                shape.identity_hash(alias)
-            ),
+            Filter::WrittenSince(since, Some(slice)) => {
+                format!("{} AND {}", slice.condition(alias), since.condition(alias))
+            }
             Filter::Buckets { bits, buckets } => format!(
                 "({} >> {}) = ANY('{{{}}}'::int8[])",
                 shape.identity_hash(alias),
@@ -478,4 +497,38 @@ fn insert_sql(job: &Job<'_>) -> String {
         s.column_list(Some("g")),
         quote_ident(&job.stage)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slice;
+
+    #[test]
+    fn slices_cover_every_block_once_and_the_last_is_open_ended() {
+        let slices = Slice::split(10, 3);
+        assert_eq!(
+            slices,
+            vec![
+                Slice {
+                    from: 0,
+                    to: Some(3)
+                },
+                Slice {
+                    from: 3,
+                    to: Some(6)
+                },
+                Slice { from: 6, to: None },
+            ]
+        );
+        assert_eq!(
+            slices[0].condition("r"),
+            "r.ctid >= '(0,0)'::pg_catalog.tid AND r.ctid < '(3,0)'::pg_catalog.tid"
+        );
+        assert_eq!(
+            slices[2].condition("r"),
+            "r.ctid >= '(6,0)'::pg_catalog.tid"
+        );
+        // An empty table still gets one open-ended slice that reads anything appended.
+        assert_eq!(Slice::split(0, 2)[1], Slice { from: 0, to: None });
+    }
 }

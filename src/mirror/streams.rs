@@ -14,6 +14,7 @@ use super::digest;
 use super::since::Since;
 use super::sync::FAIL;
 use crate::error::{Error, Result};
+use crate::pg::inspect::InspectError;
 use crate::pg::manifest::Manifest;
 
 /// A table the rows written since the last sync are merged into in slices, one per stream, from this
@@ -47,7 +48,7 @@ impl Round<'_> {
     /// the rows written `since` the last sync (unless `tampered`: those rows would not repair it); every
     /// other table is narrowed down by digests. A family whose merge by written rows fails (a unique key
     /// freed by a delete, say) is rolled back and merged again by digests. A large table on its own has
-    /// its written rows merged in slices of its key space, one per stream; a slice that fails is rolled
+    /// its written rows merged in slices (block ranges on the source), one per stream; a slice that fails is rolled
     /// back and its table returned as `failed`, for the caller to narrow down once every slice is done.
     pub(super) async fn merge(
         &self,
@@ -74,9 +75,13 @@ impl Round<'_> {
                         && by_written(only).is_some()
                         && self.rows(only).0 >= SLICED_ROWS =>
                 {
+                    let pages = pages(self.sources[0], only).await.map_err(|e| {
+                        FAIL.target("reading the size of a table on the source failed", e)
+                    })?;
                     work.extend(
-                        (0..streams)
-                            .map(|index| (family.clone(), Some(Slice { index, of: streams }))),
+                        Slice::split(pages, streams)
+                            .into_iter()
+                            .map(|slice| (family.clone(), Some(slice))),
                     );
                 }
                 _ => work.push((family, None)),
@@ -211,6 +216,23 @@ impl Round<'_> {
             })
             .collect())
     }
+}
+
+/// The table's size on the source in blocks, where its slices are split (rows appended since land in
+/// the last, open-ended slice).
+async fn pages(source: &Client, s: &TableShape) -> std::result::Result<i64, InspectError> {
+    Ok(source
+        .query_one(
+            "SELECT pg_catalog.pg_relation_size($1::text::pg_catalog.regclass) \
+                    / pg_catalog.current_setting('block_size')::int8",
+            &[&s.qualified()],
+        )
+        .await
+        .map_err(InspectError::query(format!(
+            "reading the size of {}",
+            s.qualified()
+        )))?
+        .get(0))
 }
 
 /// Changed tables grouped by the foreign keys between them, each family ordered referenced-first;
