@@ -80,6 +80,19 @@ pub enum Error {
     Failed(Failure),
 }
 
+/// A cause as it may be shown. A server error's DETAIL can quote row values (`Key (email)=(…) already
+/// exists`, `Failing row contains (…)`), so it is dropped, as it is from pg_restore's output; the
+/// message and hint name constraints and objects, not data.
+fn without_row_data(cause: &(dyn std::error::Error + 'static)) -> String {
+    match cause.downcast_ref::<tokio_postgres::error::DbError>() {
+        Some(db) => match db.hint() {
+            Some(hint) => format!("{}: {} (hint: {hint})", db.severity(), db.message()),
+            None => format!("{}: {}", db.severity(), db.message()),
+        },
+        None => cause.to_string(),
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -107,7 +120,7 @@ impl Error {
                 out.push_str(&format!("error: {}\n", f.what));
                 let mut source = f.cause.as_deref().map(|c| c as &dyn std::error::Error);
                 while let Some(cause) = source {
-                    out.push_str(&format!("  caused by: {cause}\n"));
+                    out.push_str(&format!("  caused by: {}\n", without_row_data(cause)));
                     source = cause.source();
                 }
                 if !f.impact.is_empty() {
