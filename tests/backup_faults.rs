@@ -18,6 +18,15 @@ const BULK_SQL: &str = "CREATE TABLE public.bulk (id bigint PRIMARY KEY, payload
      INSERT INTO public.bulk SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 600000) g;
      ALTER TABLE public.bulk OWNER TO postgres;";
 
+/// The mirror this run created and did not verify was deleted.
+fn assert_mirror_deleted(world: &World) {
+    let deleted = world.emu.deleted_branch_names();
+    assert!(
+        deleted.iter().any(|n| n == "supaneon-mirror"),
+        "the unverified mirror was not deleted: {deleted:?}"
+    );
+}
+
 fn assert_no_backup_left(world: &World, run: &Run) {
     let names = world.branch_names();
     assert!(
@@ -120,15 +129,7 @@ async fn a_failed_create_operation_deletes_the_unverified_mirror() {
     let run = world.cli().run(&["backup-run"]);
     assert_eq!(run.code, 1, "{}", run.describe());
     assert_no_backup_left(&world, &run);
-    assert!(
-        world
-            .emu
-            .deleted_branch_names()
-            .iter()
-            .any(|n| n == "supaneon-mirror"),
-        "the unverified mirror was not deleted: {:?}",
-        world.emu.deleted_branch_names()
-    );
+    assert_mirror_deleted(&world);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,15 +246,7 @@ async fn sigterm_mid_run_kills_the_children_and_deletes_the_branch() {
     assert!(run.stderr.contains("cancelled"), "{}", run.describe());
     assert_all_gone(&tools);
     assert_no_backup_left(&world, &run);
-    assert!(
-        world
-            .emu
-            .deleted_branch_names()
-            .iter()
-            .any(|n| n == "supaneon-mirror"),
-        "the unverified mirror was deleted: {:?}",
-        world.emu.deleted_branch_names()
-    );
+    assert_mirror_deleted(&world);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 mod support;
 
 use support::cli::{Cli, Run};
-use support::http::{closed_port_url, HttpStub};
+use support::http::{closed_port_url, HttpStub, Recorded};
 use support::world::{World, API_KEY, PROJECT_ID, SOURCE_PASSWORD};
 
 const ANON_KEY: &str = "eyJhbGciOiJIUzI1NiJ9.anon-distinctive-key-41c7";
@@ -20,6 +20,19 @@ fn no_secrets(run: &Run) {
 }
 
 /// The runner's variables that name the workflow (as action-entry.sh forwards them into the container).
+/// The Actions API call that re-enables the run's own workflow, with the token.
+fn assert_enables_the_workflow(call: &Recorded) {
+    assert_eq!(call.method, "PUT");
+    assert_eq!(
+        call.path,
+        "/repos/acme/shop/actions/workflows/backup.yml/enable"
+    );
+    assert_eq!(
+        call.header("authorization"),
+        Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+    );
+}
+
 fn in_workflow(cli: Cli, github: &str) -> Cli {
     cli.env("GITHUB_API_URL", github)
         .env("GITHUB_REPOSITORY", REPOSITORY)
@@ -65,15 +78,7 @@ async fn the_ping_and_the_workflow_call_are_sent_and_never_fail_a_run() {
     );
     let calls = github.requests();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0].method, "PUT");
-    assert_eq!(
-        calls[0].path,
-        "/repos/acme/shop/actions/workflows/backup.yml/enable"
-    );
-    assert_eq!(
-        calls[0].header("authorization"),
-        Some(format!("Bearer {GITHUB_TOKEN}").as_str())
-    );
+    assert_enables_the_workflow(&calls[0]);
     assert_eq!(
         calls[0].header("accept"),
         Some("application/vnd.github+json")
@@ -146,14 +151,7 @@ async fn the_ping_and_the_workflow_call_are_sent_and_never_fail_a_run() {
     assert_eq!(run.code, 0, "{}", run.describe());
     let calls = refusing.requests();
     assert_eq!(calls.len(), 1, "a 403 is not retried: {calls:?}");
-    assert_eq!(
-        calls[0].path,
-        "/repos/acme/shop/actions/workflows/backup.yml/enable"
-    );
-    assert_eq!(
-        calls[0].header("authorization"),
-        Some(format!("Bearer {GITHUB_TOKEN}").as_str())
-    );
+    assert_enables_the_workflow(&calls[0]);
     assert!(
         run.stdout
             .contains("::warning::re-enabling workflow backup.yml failed: GitHub answered 403")

@@ -357,7 +357,7 @@ pub(crate) fn record_refreshed_views(manifest: &mut Manifest, branch: &Manifest)
         let Some(restored) = branch.table(&view.schema, &view.name) else {
             continue;
         };
-        if restored.rows == view.rows && restored.checksum == view.checksum {
+        if restored.same_content(view) {
             continue;
         }
         lines.push(format!(

@@ -171,18 +171,15 @@ pub async fn shapes(
             .await
             .map_err(InspectError::query(what()))?
             .map(|r| r.get(0));
-        let triggers = mirror
-            .query(
-                "SELECT tgname::text, tgenabled::text FROM pg_catalog.pg_trigger \
-                 WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgenabled IN ('O', 'A') \
-                 ORDER BY tgname",
-                &[&rel],
-            )
-            .await
-            .map_err(InspectError::query(what()))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let triggers = text_pairs(
+            mirror,
+            &rel,
+            &what(),
+            "SELECT tgname::text, tgenabled::text FROM pg_catalog.pg_trigger \
+             WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgenabled IN ('O', 'A') \
+             ORDER BY tgname",
+        )
+        .await?;
         let force_rls: bool = mirror
             .query_one(
                 "SELECT relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1::text::regclass",
@@ -191,19 +188,16 @@ pub async fn shapes(
             .await
             .map_err(InspectError::query(what()))?
             .get(0);
-        let references = mirror
-            .query(
-                "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_catalog.pg_constraint f \
-                 JOIN pg_catalog.pg_class c ON c.oid = f.confrelid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE f.contype = 'f' AND f.conrelid = $1::text::regclass AND f.confrelid <> f.conrelid",
-                &[&rel],
-            )
-            .await
-            .map_err(InspectError::query(what()))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let references = text_pairs(
+            mirror,
+            &rel,
+            &what(),
+            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_catalog.pg_constraint f \
+             JOIN pg_catalog.pg_class c ON c.oid = f.confrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE f.contype = 'f' AND f.conrelid = $1::text::regclass AND f.confrelid <> f.conrelid",
+        )
+        .await?;
         let key_set: Vec<String> = key.clone().unwrap_or_default();
         out.push(TableShape {
             schema: schema.clone(),
@@ -226,6 +220,22 @@ pub async fn shapes(
         });
     }
     Ok(out)
+}
+
+/// The two text columns of each row a catalog query about the table `rel` (its `$1`) returns.
+async fn text_pairs(
+    mirror: &Client,
+    rel: &str,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<(String, String)>, InspectError> {
+    Ok(mirror
+        .query(sql, &[&rel])
+        .await
+        .map_err(InspectError::query(what))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// What one table's merge moved.

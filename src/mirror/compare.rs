@@ -66,7 +66,7 @@ pub async fn manifests(
                 Ok(p) => p.read.get(&key).is_some_and(|(rows, checksum)| {
                     stored
                         .table(&key.0, &key.1)
-                        .is_none_or(|t| t.rows != *rows || t.checksum != *checksum)
+                        .is_none_or(|t| !t.holds(*rows, checksum))
                 }),
                 Err(_) => false,
             };

@@ -15,7 +15,7 @@
 
 use tokio_postgres::Client;
 
-use crate::pg::inspect::InspectError;
+use crate::pg::inspect::{self, InspectError};
 
 /// Transaction ids of a source snapshot, 64-bit (epoch included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +29,7 @@ pub struct Horizon {
 /// The horizon of the snapshot `client`'s transaction is in, or `None` before PostgreSQL 13 (no
 /// `pg_current_snapshot`); asked without a failing statement, which would end the transaction.
 pub async fn horizon(client: &Client) -> Result<Option<Horizon>, InspectError> {
-    let version: i32 = client
-        .query_one(
-            "SELECT pg_catalog.current_setting('server_version_num')::int4",
-            &[],
-        )
-        .await
-        .map_err(InspectError::query("reading the server version"))?
-        .get(0);
-    if version < 130_000 {
+    if inspect::server_major(client).await? < 13 {
         return Ok(None);
     }
     let row = client

@@ -259,7 +259,7 @@ pub(crate) async fn run(
         checked.retain(|(schema, name), (rows, checksum, _)| {
             source_manifest
                 .table(schema, name)
-                .is_some_and(|t| t.rows == *rows && t.checksum == *checksum)
+                .is_some_and(|t| t.holds(*rows, checksum))
         });
         let missed: Vec<TableShape> = shapes
             .iter()
@@ -390,11 +390,7 @@ fn changed_tables(source: &Manifest, mirror: &Manifest) -> Vec<(String, String)>
         .iter()
         .filter(|t| t.kind == TableKind::Table && !t.data_excluded)
         .filter(|t| match mirror.table(&t.schema, &t.name) {
-            Some(m) => {
-                m.rows != t.rows
-                    || m.checksum != t.checksum
-                    || m.checksum_method != t.checksum_method
-            }
+            Some(m) => !m.same_content(t) || m.checksum_method != t.checksum_method,
             None => true,
         })
         .map(|t| (t.schema.clone(), t.name.clone()))
@@ -446,7 +442,7 @@ async fn refresh_views(
         let Some(m) = before.table(&view.schema, &view.name) else {
             continue;
         };
-        if m.rows == view.rows && m.checksum == view.checksum {
+        if m.same_content(view) {
             continue;
         }
         mirror

@@ -114,6 +114,16 @@ impl TableFingerprint {
     pub fn qualified_name(&self) -> String {
         format!("{}.{}", self.schema, self.name)
     }
+
+    /// Whether it holds `rows` rows with `checksum`: the same content, when taken by the same method.
+    pub fn holds(&self, rows: i64, checksum: &str) -> bool {
+        self.rows == rows && self.checksum == checksum
+    }
+
+    /// Whether `other` holds the same content (rows and checksum; the caller knows the methods agree).
+    pub fn same_content(&self, other: &TableFingerprint) -> bool {
+        self.holds(other.rows, &other.checksum)
+    }
 }
 
 /// Counts of the objects a naive restore tends to lose, restricted to the dumped schemas.
@@ -268,8 +278,7 @@ impl Manifest {
                 });
                 continue;
             }
-            let differs = exp.rows != act.rows || exp.checksum != act.checksum;
-            if !differs {
+            if exp.same_content(act) {
                 continue;
             }
             if exp.kind == TableKind::MaterializedView {
