@@ -72,8 +72,10 @@ pub(crate) struct Restored {
     pub notes: Vec<String>,
     pub not_backed_up: Vec<String>,
     pub refreshed: Vec<String>,
-    /// A digest of the definitions' SQL ([`pipeline::schema_fingerprint`]).
-    pub schema_fingerprint: String,
+    /// The schema archive restored (the mirror fingerprints its SQL: [`pipeline::schema_fingerprint`]),
+    /// and the tools that read it.
+    pub schema: pipeline::SchemaArchive,
+    pub tools: crate::pg::tools::PgTools,
     /// The pg_dump options that selected the content.
     pub dump_args: Vec<String>,
     /// The session on the branch, still open (the mirror records its state on it).
@@ -326,9 +328,6 @@ pub(crate) async fn restore_into(
     inspect::store_manifest(&target, &manifest)
         .await
         .map_err(|e| fail.target("storing the manifest in the branch failed", e))?;
-    let schema_fingerprint = pipeline::schema_fingerprint(&pg_tools, &schema, cancel.clone())
-        .await
-        .map_err(|e| fail.restore("the schema archive could not be read back", e))?;
     drop(group);
     Ok(Restored {
         manifest,
@@ -336,7 +335,8 @@ pub(crate) async fn restore_into(
         notes,
         not_backed_up,
         refreshed,
-        schema_fingerprint,
+        schema,
+        tools: pg_tools,
         dump_args: selection.pg_dump_args(),
         target,
         source_horizon,

@@ -203,15 +203,19 @@ async fn take_backup(
                 restore::restore_into(ctx, source, &spec, client, FIRST_SYNC, cancel.clone())
                     .await?;
             let Restored {
-                schema_fingerprint,
+                schema,
+                tools,
                 dump_args,
                 target,
                 source_horizon,
                 ..
             } = &restored;
+            let schema_fingerprint = pipeline::schema_fingerprint(tools, schema, cancel.clone())
+                .await
+                .map_err(|e| FIRST_SYNC.restore("the schema archive could not be read back", e))?;
             state::mark_verified(
                 target,
-                &definitions_fingerprint(schema_fingerprint, dump_args),
+                &definitions_fingerprint(&schema_fingerprint, dump_args),
                 &ctx.run_id,
                 source_horizon.map(|h| h.xmin),
             )
