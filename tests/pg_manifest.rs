@@ -10,7 +10,7 @@ use supaneon_sync::pg::inspect::{
     take_manifest, take_manifest_in_snapshot, take_manifest_to_match, take_manifest_to_match_with,
     InspectError, SourceSnapshot,
 };
-use supaneon_sync::pg::manifest::{ChecksumMethod, Manifest, Mismatch, MANIFEST_FORMAT};
+use supaneon_sync::pg::manifest::{ChecksumMethod, Manifest, Mismatch, TableKind, MANIFEST_FORMAT};
 use supaneon_sync::pg::prepare::prepare_target;
 use supaneon_testkit::{test_majors, Cluster, ClusterOptions};
 use tokio_postgres::Client;
@@ -527,10 +527,28 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
                 .unwrap()
                 .get(0);
             assert_eq!(kept, 1, "PG{major}");
-            // Both checksum methods were exercised: the probe by its types, the fixture's enum tables by text.
-            let method = |schema, name| expected.table(schema, name).unwrap().checksum_method;
-            assert_eq!(method("public", "manifest_probe"), ChecksumMethod::MixedRecord, "PG{major}");
-            assert!(expected.tables.iter().any(|t| t.checksum_method == ChecksumMethod::Text), "PG{major}");
+            // Every table was hashed column by column (the probe's awkward types and the fixture's enums
+            // alike), and the copy agreed under the target's own rendering settings.
+            assert!(expected.tables.iter().all(|t| t.checksum_method == ChecksumMethod::Columns), "PG{major}");
+            // A manifest of the record hash (before the column hash) is still checked the way it was
+            // taken: source and copy agree under it (every table but the probe, written to since).
+            let mut legacy = expected.clone();
+            for t in &mut legacy.tables {
+                t.checksum_method = ChecksumMethod::MixedRecord;
+            }
+            let on_source = take_manifest_to_match(&[&helper], &selection, &legacy).await.unwrap();
+            let on_copy = take_manifest_to_match(&[&a], &selection, &legacy).await.unwrap();
+            let mut by_record = 0;
+            for t in on_source.tables.iter().filter(|t| t.name != "manifest_probe" && t.kind == TableKind::Table) {
+                let c = on_copy.table(&t.schema, &t.name).unwrap();
+                assert_eq!(
+                    (c.checksum_method, c.rows, &c.checksum),
+                    (t.checksum_method, t.rows, &t.checksum),
+                    "PG{major}: {}", t.qualified_name()
+                );
+                by_record += usize::from(t.checksum_method == ChecksumMethod::MixedRecord && t.rows > 0);
+            }
+            assert!(by_record > 0, "PG{major}: no table was read by the record hash");
 
             // A format-1 manifest (every checksum over the text form, no method recorded) is still read
             // and a copy is checked the way it was taken.
@@ -657,8 +675,9 @@ fn checksum_methods_follow_the_column_types() {
         source.psql(
             "postgres",
             "CREATE SCHEMA m; CREATE TYPE m.mood AS ENUM ('ok', 'meh'); CREATE DOMAIN m.positive AS int CHECK (VALUE > 0); \
+             CREATE DOMAIN m.int_list AS int[]; \
              CREATE TABLE m.plain (id int, name text, tags text[], at timestamptz, doc jsonb, n numeric, u uuid, ip inet); \
-             CREATE TABLE m.with_domain (id m.positive, ids m.positive[]); \
+             CREATE TABLE m.with_domain (id m.positive, ids m.positive[], list m.int_list); \
              CREATE TABLE m.with_enum (id int, mood m.mood); \
              CREATE TABLE m.with_enum_array (id int, moods m.mood[]); \
              CREATE TABLE m.with_json (id int, doc json); \
@@ -694,17 +713,45 @@ fn checksum_methods_follow_the_column_types() {
                     .unwrap_or_else(|| panic!("PG{major}: m.{name}"))
                     .checksum_method
             };
-            for name in ["plain", "with_domain", "dropped_json"] {
-                assert_eq!(method(name), ChecksumMethod::MixedRecord, "PG{major}: m.{name}");
-            }
-            for name in ["with_enum", "with_enum_array", "with_json", "with_point"] {
-                assert_eq!(method(name), ChecksumMethod::Text, "PG{major}: m.{name}");
+            // Every table is hashed column by column, whatever its types (those without a hash that is
+            // the value itself go through their text form).
+            for name in [
+                "plain",
+                "with_domain",
+                "dropped_json",
+                "with_enum",
+                "with_enum_array",
+                "with_json",
+                "with_point",
+            ] {
+                assert_eq!(method(name), ChecksumMethod::Columns, "PG{major}: m.{name}");
             }
             if nondeterministic {
                 assert_eq!(
                     method("with_ci_text"),
-                    ChecksumMethod::Text,
+                    ChecksumMethod::Columns,
                     "PG{major}: m.with_ci_text"
+                );
+            }
+            // Told to match a manifest of the record hash, a table whose types it cannot take falls
+            // back to text instead of failing.
+            let mut as_record = manifest.clone();
+            for t in &mut as_record.tables {
+                t.checksum_method = ChecksumMethod::MixedRecord;
+            }
+            let matched = take_manifest_to_match(&[&client], &selection, &as_record)
+                .await
+                .unwrap();
+            for (name, method) in [
+                ("plain", ChecksumMethod::MixedRecord),
+                ("with_domain", ChecksumMethod::MixedRecord),
+                ("with_enum", ChecksumMethod::Text),
+                ("with_json", ChecksumMethod::Text),
+            ] {
+                assert_eq!(
+                    matched.table("m", name).unwrap().checksum_method,
+                    method,
+                    "PG{major}: m.{name}"
                 );
             }
             assert_eq!(manifest.table("m", "plain").unwrap().rows, 50);
@@ -766,6 +813,77 @@ fn checksum_methods_follow_the_column_types() {
                 0,
                 "PG{major}: the legacy record method is blind to swaps (why it was replaced)"
             );
+        });
+    }
+}
+
+/// Changes that a naive column-by-column hash would miss: values whose type's hash ignores the seed
+/// (jsonb without scalars, empty arrays and arrays of NULLs) in two columns at once, which would cancel
+/// out in the XOR; values whose hash is not the value (numeric's display scale, an interval's units);
+/// values swapped or moved between columns; NULL against a value; a change of case under a
+/// case-insensitive collation. Each must change the checksum.
+#[test]
+fn the_column_hash_sees_what_type_hashes_alone_would_not() {
+    for major in test_majors() {
+        let source = Cluster::start(ClusterOptions::new(major, "supabase_admin"));
+        let ci = source
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'",
+            )
+            .trim()
+            != "0";
+        source.psql(
+            "postgres",
+            &format!(
+                "CREATE SCHEMA m; {} \
+                 CREATE TABLE m.odd (id int PRIMARY KEY, a jsonb, b jsonb, xs int[], ys int[], x numeric, \
+                   y numeric, f bool, g bool, span interval, at timestamptz, d date, t text {}); \
+                 INSERT INTO m.odd VALUES (1, '[[]]', '[[]]', '{{}}', '{{}}', 1.0, 0, true, false, \
+                   '1 day', '2026-01-01 00:00:00+00', '2026-01-01', 'a');",
+                if ci {
+                    "CREATE COLLATION m.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
+                } else {
+                    ""
+                },
+                if ci { "COLLATE m.ci" } else { "" }
+            ),
+        );
+        let mut changes = vec![
+            "UPDATE m.odd SET a = '[{}]', b = '[{}]'",
+            "UPDATE m.odd SET xs = '{NULL}', ys = '{NULL}'",
+            "UPDATE m.odd SET x = 1.00",
+            "UPDATE m.odd SET x = 0, y = 'NaN'",
+            "UPDATE m.odd SET x = 'NaN', y = 0",
+            "UPDATE m.odd SET f = false, g = true",
+            "UPDATE m.odd SET f = NULL",
+            "UPDATE m.odd SET span = '24 hours'",
+            "UPDATE m.odd SET at = at + interval '1 microsecond'",
+            "UPDATE m.odd SET d = 'infinity'",
+            "UPDATE m.odd SET a = '{\"k\": 1}', b = NULL",
+            "UPDATE m.odd SET a = NULL, b = '{\"k\": 1}'",
+        ];
+        if ci {
+            changes.push("UPDATE m.odd SET t = 'A'");
+        }
+        runtime().block_on(async {
+            let client = source.admin_client("postgres").await;
+            let selection = Selection {
+                schemas: vec!["m".into()],
+                ..Default::default()
+            };
+            let checksum = |m: Manifest| {
+                let t = m.table("m", "odd").unwrap().clone();
+                assert_eq!(t.checksum_method, ChecksumMethod::Columns, "PG{major}");
+                t.checksum
+            };
+            let mut last = checksum(take_manifest(&[&client], &selection).await.unwrap());
+            for change in changes {
+                client.batch_execute(change).await.unwrap();
+                let now = checksum(take_manifest(&[&client], &selection).await.unwrap());
+                assert_ne!(now, last, "PG{major}: unseen: {change}");
+                last = now;
+            }
         });
     }
 }

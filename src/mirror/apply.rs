@@ -13,7 +13,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
 use super::since::Since;
-use crate::pg::inspect::{quote_ident, quote_qualified, InspectError};
+use crate::pg::inspect::{
+    hashed_columns, quote_ident, quote_qualified, HashedColumn, InspectError,
+};
 
 /// What must be known about a table to merge into it, read from the mirror's catalog.
 #[derive(Debug, Clone)]
@@ -32,6 +34,9 @@ pub struct TableShape {
     pub force_rls: bool,
     /// Tables this one references by a foreign key (schema, name).
     pub references: Vec<(String, String)>,
+    /// The columns as [`ChecksumMethod::Columns`](crate::pg::manifest::ChecksumMethod::Columns) hashes
+    /// them (for the digests).
+    pub hashed: Vec<HashedColumn>,
 }
 
 impl TableShape {
@@ -141,6 +146,11 @@ pub async fn shapes(
     mirror: &Client,
     tables: &[(String, String)],
 ) -> Result<Vec<TableShape>, InspectError> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|(schema, name)| quote_qualified(schema, name))
+        .collect();
+    let mut hashed = hashed_columns(mirror, &names).await?;
     let mut out = Vec::with_capacity(tables.len());
     for (schema, name) in tables {
         let rel = quote_qualified(schema, name);
@@ -217,6 +227,7 @@ pub async fn shapes(
             triggers,
             force_rls,
             references,
+            hashed: hashed.remove(&rel).unwrap_or_default(),
         });
     }
     Ok(out)

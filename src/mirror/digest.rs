@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Client;
 
 use super::apply::{Filter, TableShape};
-use crate::pg::inspect::InspectError;
+use crate::pg::inspect::{row_hash, InspectError};
 use crate::pg::manifest::ChecksumMethod;
 
 /// Bits added per level: 256 children per bucket (a child's index still fits its one byte). Each level is
@@ -134,13 +134,16 @@ fn level_sql(shape: &TableShape, method: ChecksumMethod, bits: u32, filtered: bo
         mask = (1u32 << FAN_BITS) - 1,
         shift = 64 - bits,
         ih = shape.identity_hash("r"),
-        // The manifest's row hash for this table (the record hash where its types allow: about twice as
-        // fast), never the unmixed record hash: XOR over it would miss changes that move a value.
-        rh = match method {
-            ChecksumMethod::Text => ChecksumMethod::Text,
-            ChecksumMethod::Record | ChecksumMethod::MixedRecord => ChecksumMethod::MixedRecord,
-        }
-        .row_hash("r"),
+        // The manifest's row hash for this table, never the unmixed record hash: XOR over it would miss
+        // changes that move a value.
+        rh = row_hash(
+            match method {
+                ChecksumMethod::Record => ChecksumMethod::MixedRecord,
+                other => other,
+            },
+            "r",
+            &shape.hashed
+        ),
         table = shape.qualified(),
     )
 }

@@ -11,9 +11,10 @@
 //! transaction must stay open until every importer has started; keep the [`SourceSnapshot`] alive
 //! until pg_dump has begun and the manifest is taken, then call [`SourceSnapshot::finish`].
 //!
-//! Checksums: a row is hashed by its column types' own hash functions where every type allows it
-//! ([`ChecksumMethod::MixedRecord`], see `RECORD_HASHABLE_TYPES`), otherwise over its text form
-//! ([`ChecksumMethod::Text`]). A copy is always hashed the way its manifest was. The text form depends on
+//! Checksums: a row is hashed column by column ([`ChecksumMethod::Columns`], see `row_hash`), each by its
+//! type's own hash function where that hashes the value, otherwise over its text form; before PostgreSQL
+//! 14 the whole row's text form ([`ChecksumMethod::Text`]). A copy is always hashed the way its manifest
+//! was, older manifests' methods included. The text form depends on
 //! session settings (time zone, date and interval style, float digits, bytea format, search_path for
 //! reg* types). [`pin_session`] fixes all of them, so a source and a restored copy render equal rows
 //! equally whatever their role or database defaults are.
@@ -24,9 +25,11 @@ use chrono::Utc;
 use tokio_postgres::types::Json;
 use tokio_postgres::{Client, GenericClient};
 
+mod row_hash;
 mod rows;
 mod snapshot;
 
+pub use row_hash::{hashed_columns, row_hash, ColumnHash, HashedColumn};
 use rows::read_fingerprints;
 pub use rows::{Gate, ReadHooks};
 use snapshot::{export_snapshot, import_snapshot_sql};
@@ -313,6 +316,9 @@ struct Relation {
     pages: i64,
     /// Every column type can be hashed by [`ChecksumMethod::MixedRecord`].
     record_hashable: bool,
+    /// The columns as [`ChecksumMethod::Columns`] hashes them; `None` before PostgreSQL 14, which then
+    /// hashes by text.
+    columns: Option<Vec<HashedColumn>>,
     /// FORCE ROW LEVEL SECURITY: even its owner reads it through the policies.
     force_rls: bool,
     /// Its rows are still to be read (set when planning).
@@ -460,8 +466,11 @@ fn plan_fingerprints(
                 match expected_methods.get(&(rel.schema.as_str(), rel.name.as_str())) {
                     Some(ChecksumMethod::Text) => ChecksumMethod::Text,
                     Some(ChecksumMethod::Record) if rel.record_hashable => ChecksumMethod::Record,
-                    Some(ChecksumMethod::MixedRecord) | None if rel.record_hashable => {
+                    Some(ChecksumMethod::MixedRecord) if rel.record_hashable => {
                         ChecksumMethod::MixedRecord
+                    }
+                    Some(ChecksumMethod::Columns) | None if rel.columns.is_some() => {
+                        ChecksumMethod::Columns
                     }
                     _ => ChecksumMethod::Text,
                 };
@@ -527,12 +536,24 @@ async fn relations(
             pages: r.get(4),
             force_rls: r.get(5),
             record_hashable: false,
+            columns: None,
             read: false,
         })
         .collect();
     let hashable = record_hashable(client, schemas).await?;
     for rel in &mut out {
         rel.record_hashable = hashable.contains(&(rel.schema.clone(), rel.name.clone()));
+    }
+    if server_major(client).await? >= 14 {
+        let names: Vec<String> = out
+            .iter()
+            .map(|rel| quote_qualified(&rel.schema, &rel.name))
+            .collect();
+        let mut columns = hashed_columns(client, &names).await?;
+        for (rel, name) in out.iter_mut().zip(&names) {
+            // A relation without columns has no row in the answer.
+            rel.columns = Some(columns.remove(name).unwrap_or_default());
+        }
     }
     // Byte order, not the server's collation: both sides must sort alike.
     out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));

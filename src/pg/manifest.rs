@@ -66,24 +66,13 @@ pub enum ChecksumMethod {
     /// fast as the text form, each row's hash mixed once more so that the sum over rows sees which
     /// row holds which values. Only for tables whose column types all have a hash function that does
     /// not depend on OIDs or a non-deterministic collation (see `inspect`), so the value is the same on
-    /// any server.
+    /// any server. Manifests before [`ChecksumMethod::Columns`] took it; still read.
     MixedRecord,
-}
-
-impl ChecksumMethod {
-    /// The SQL expression of a row's 64-bit hash, for the row `alias` (`alias.*`, not `alias`: a column
-    /// named like the alias would shadow the whole-row reference).
-    pub fn row_hash(self, alias: &str) -> String {
-        match self {
-            ChecksumMethod::Text => {
-                format!("pg_catalog.hashtextextended({alias}.*::pg_catalog.text, 0)")
-            }
-            ChecksumMethod::Record => format!("pg_catalog.hash_record_extended({alias}.*, 0)"),
-            ChecksumMethod::MixedRecord => format!(
-                "pg_catalog.hashint8extended(pg_catalog.hash_record_extended({alias}.*, 0), 0)"
-            ),
-        }
-    }
+    /// Each column hashed by itself and seeded by its place, by its type's own hash function where that
+    /// hashes the value itself, else by its text form; the columns' hashes XORed and mixed once more.
+    /// Works for every table (PostgreSQL 14 and later) and builds no whole-row value: about 60 % of
+    /// the time of [`ChecksumMethod::MixedRecord`]. See `inspect::row_hash`.
+    Columns,
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
@@ -397,7 +386,7 @@ mod tests {
             kind: TableKind::Table,
             rows,
             checksum: checksum.into(),
-            checksum_method: ChecksumMethod::MixedRecord,
+            checksum_method: ChecksumMethod::Columns,
             data_excluded: false,
             refreshed_on_restore: false,
         }
