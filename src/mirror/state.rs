@@ -18,11 +18,14 @@ pub struct MirrorState {
     pub source_xmin: Option<i64>,
 }
 
-const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
+/// Quiet: without the "already exists, skipping" notices of every later run in the log.
+const CREATE: &str = "SET client_min_messages = warning; \
+     CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
      CREATE TABLE IF NOT EXISTS supaneon_sync.mirror_state ( \
        id int PRIMARY KEY CHECK (id = 1), fingerprint text NOT NULL, verified boolean NOT NULL, \
        synced_at timestamptz NOT NULL, run_id text NOT NULL); \
-     ALTER TABLE supaneon_sync.mirror_state ADD COLUMN IF NOT EXISTS source_xmin int8";
+     ALTER TABLE supaneon_sync.mirror_state ADD COLUMN IF NOT EXISTS source_xmin int8; \
+     RESET client_min_messages";
 
 /// The mirror's state, or `None` when it has none (a sync that never finished its first restore).
 pub async fn read(client: &Client) -> Result<Option<MirrorState>, InspectError> {

@@ -208,7 +208,7 @@ pub(crate) async fn run(
             .map_err(|e| restore::source_query(e, "importing the snapshot"))?;
     }
     let since = Since::between(state.source_xmin, horizon);
-    if since.is_none() {
+    if since.is_none() && !changed.is_empty() {
         tracing::info!("no usable record of the last sync's snapshot: every changed table is compared by digests");
     }
     let round = Round {

@@ -716,9 +716,12 @@ pub async fn store_manifest(
 ) -> Result<i32, InspectError> {
     client
         .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
+            // Without the "already exists, skipping" notices of every later run in the log.
+            "SET client_min_messages = warning; \
+             CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
              CREATE TABLE IF NOT EXISTS supaneon_sync.backup_manifest ( \
-               id serial PRIMARY KEY, taken_at timestamptz NOT NULL, manifest jsonb NOT NULL)",
+               id serial PRIMARY KEY, taken_at timestamptz NOT NULL, manifest jsonb NOT NULL); \
+             RESET client_min_messages",
         )
         .await
         .map_err(InspectError::query("creating the manifest table"))?;
