@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use super::since::Since;
 use crate::pg::inspect::{
-    hashed_columns, quote_ident, quote_qualified, HashedColumn, InspectError,
+    hashed_columns, quote_ident, quote_qualified, server_major, HashedColumn, InspectError,
 };
 
 /// What must be known about a table to merge into it, read from the mirror's catalog.
@@ -150,7 +150,12 @@ pub async fn shapes(
         .iter()
         .map(|(schema, name)| quote_qualified(schema, name))
         .collect();
-    let mut hashed = hashed_columns(mirror, &names).await?;
+    // The column hash is taken from PostgreSQL 14 on (see `inspect::row_hash`); older servers hash by text.
+    let mut hashed = if server_major(mirror).await? >= 14 {
+        hashed_columns(mirror, &names).await?
+    } else {
+        Default::default()
+    };
     let mut out = Vec::with_capacity(tables.len());
     for (schema, name) in tables {
         let rel = quote_qualified(schema, name);
