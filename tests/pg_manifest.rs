@@ -838,9 +838,9 @@ fn the_column_hash_sees_what_type_hashes_alone_would_not() {
             &format!(
                 "CREATE SCHEMA m; {} \
                  CREATE TABLE m.odd (id int PRIMARY KEY, a jsonb, b jsonb, xs int[], ys int[], x numeric, \
-                   y numeric, f bool, g bool, span interval, at timestamptz, d date, t text {}); \
+                   y numeric, f bool, g bool, span interval, at timestamptz, d date, t text {}, ns numeric[]); \
                  INSERT INTO m.odd VALUES (1, '[[]]', '[[]]', '{{}}', '{{}}', 1.0, 0, true, false, \
-                   '1 day', '2026-01-01 00:00:00+00', '2026-01-01', 'a');",
+                   '1 day', '2026-01-01 00:00:00+00', '2026-01-01', 'a', '{{1.0}}');",
                 if ci {
                     "CREATE COLLATION m.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);"
                 } else {
@@ -853,6 +853,7 @@ fn the_column_hash_sees_what_type_hashes_alone_would_not() {
             "UPDATE m.odd SET a = '[{}]', b = '[{}]'",
             "UPDATE m.odd SET xs = '{NULL}', ys = '{NULL}'",
             "UPDATE m.odd SET x = 1.00",
+            "UPDATE m.odd SET ns = '{1.00}'",
             "UPDATE m.odd SET x = 0, y = 'NaN'",
             "UPDATE m.odd SET x = 'NaN', y = 0",
             "UPDATE m.odd SET f = false, g = true",

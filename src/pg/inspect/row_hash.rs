@@ -184,9 +184,14 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Element types (through domains and nested arrays) whose hash is the value itself, the same on any
-/// server, and which an array's hash may hold: the types [`ChecksumMethod::MixedRecord`] hashes.
-const ARRAY_ELEMENT_TYPES: &str = super::RECORD_HASHABLE_TYPES;
+/// Element types (through domains and nested arrays) whose hash is the value itself and the same on any
+/// server, so that an array of them is hashed by `hash_array_extended`: bool, bytea, "char", name, int8,
+/// int2, int4, text, oid, cidr, float4, float8, macaddr8, macaddr, inet, bpchar, varchar, date, time,
+/// timestamp, timestamptz, timetz, uuid, pg_lsn. Not numeric, interval or jsonb (see the module
+/// documentation): an array of those goes through its text form, like the values themselves.
+const ARRAY_ELEMENT_TYPES: &str =
+    "16, 17, 18, 19, 20, 21, 23, 25, 26, 650, 700, 701, 774, 829, 869, \
+     1042, 1043, 1082, 1083, 1114, 1184, 1266, 2950, 3220";
 
 /// The columns of each relation in `relations` (quoted qualified names), in order, as their hashes see
 /// them: one catalog query for all.
