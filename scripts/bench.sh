@@ -23,7 +23,8 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --storage-runs N       then, for each strategy (full, snapshot), N daily backups kept side by side, 1 % of
                          the accounts rows changed before each: the Neon storage billed by Neon's rule (the
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
-                         wall time; then one snapshot run with nothing changed (default 0: skipped)
+                         wall time; then one snapshot run with nothing changed (default 0: skipped). Before
+                         every run, untimed: a checkpoint on both clusters and `sync`
 The timed runs above use strategy full: each is a complete restore, the measure against the bare pipe.
 EOF
 }
@@ -222,8 +223,16 @@ delete_backup_branches() {
 prepare_run() {
   delete_backup_branches
   su_psql "$TGT_PORT" cloud_admin postgres -c "DROP DATABASE IF EXISTS bare WITH (FORCE)"
+  settle
+}
+
+# Between runs, untimed: both clusters checkpointed and the kernel's dirty pages written out, so that a run
+# does not pay for the writes of the one before it (daily runs are a day apart; a branch copy on the
+# emulator leaves 1.6 GB of them behind, which Neon's copy-on-write branches never write).
+settle() {
   su_psql "$TGT_PORT" cloud_admin postgres -c CHECKPOINT
   su_psql "$SRC_PORT" supabase_admin postgres -c CHECKPOINT
+  sync
 }
 
 now() { date +%s.%N; }
@@ -382,6 +391,7 @@ if ((STORAGE_RUNS > 0)); then
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
         "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $((i % 100))"
+      settle
       run_tool "$STRATEGY$i" "$TOOL"
       READS+=("$(output_of "$STRATEGY$i" source-bytes)")
       TIMES+=("$TOOL_WALL")
@@ -415,6 +425,7 @@ if ((STORAGE_RUNS > 0)); then
         echo "  the same without the emulator's branch copy: $later_net s, takes" \
           "$(awk -v a="$later_net" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }') of a full backup"
         # One more run with nothing changed: only digests and the definitions cross the wire.
+        settle
         run_tool "${STRATEGY}-unchanged" "$TOOL"
         bt=$(branch_time "$W/tool-${STRATEGY}-unchanged.log")
         echo "  a run with nothing changed: $(output_of "${STRATEGY}-unchanged" source-bytes) bytes read from the source" \
