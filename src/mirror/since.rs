@@ -9,9 +9,9 @@
 //! wrapped into the window (freezing keeps the id a row reads as): all of these are sent again, which
 //! is harmless (an unchanged row updates nothing). What this cannot see is a deleted row, and it never
 //! has to be right on its own: every table synced this way is fingerprinted afterwards, and a table
-//! that does not match the source's manifest is narrowed down by digests ([`super::digest`]) like any other. A horizon that went backwards (another
-//! cluster behind the same address) or lies 2³¹ transactions back (the 32-bit ids are ambiguous there)
-//! turns this path off for the run.
+//! that does not match the source's manifest is narrowed down by digests ([`super::digest`]) like any
+//! other. A horizon that went backwards (another cluster behind the same address) or lies 2³¹
+//! transactions back (the 32-bit ids are ambiguous there) turns this path off for the run.
 
 use tokio_postgres::Client;
 
