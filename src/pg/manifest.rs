@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::pg::fingerprints::{self, Definitions, SequenceRule};
 use crate::pg::large_objects::LargeObjects;
 
-/// The manifest format this build writes. Format 1 (no `checksum_method`: every checksum over the
-/// rows' text) and format 2 (no large objects nor definition fingerprints) are still read; what an
-/// older manifest did not record is not compared.
-pub const MANIFEST_FORMAT: u32 = 3;
+/// The manifest format this build writes. Format 4 brought the `columns` checksum method, which builds
+/// before it cannot read: they refuse the manifest by its format instead of failing to parse it. Format
+/// 3 (methods `text`, `record`, `mixed_record`), format 2 (no large objects nor definition
+/// fingerprints) and format 1 (no `checksum_method`: every checksum over the rows' text) are still read;
+/// what an older manifest did not record is not compared.
+pub const MANIFEST_FORMAT: u32 = 4;
 /// The oldest manifest format this build reads.
 pub const OLDEST_MANIFEST_FORMAT: u32 = 1;
 
@@ -514,6 +516,23 @@ mod tests {
         let old: Manifest = serde_json::from_str(json).unwrap();
         assert_eq!(old.large_objects, None);
         assert!(old.compare(&manifest(vec![])).is_empty());
+    }
+
+    #[test]
+    fn a_format_3_manifest_keeps_its_checksum_methods() {
+        let json = r#"{"format": 3, "taken_at": "2026-11-28T02:00:03Z", "source_server_version": "15.8",
+            "schemas": ["public"], "tables": [
+              {"schema": "public", "name": "a", "rows": 2, "checksum": "-5", "checksum_method": "mixed_record", "data_excluded": false},
+              {"schema": "public", "name": "b", "rows": 2, "checksum": "7", "checksum_method": "text", "data_excluded": false}],
+            "objects": {"policies": 0, "functions": 0, "triggers": 0, "views": 0, "materialized_views": 0,
+              "sequences": 0, "indexes": 0, "constraints": 0}}"#;
+        let old: Manifest = serde_json::from_str(json).unwrap();
+        let methods: Vec<ChecksumMethod> = old.tables.iter().map(|t| t.checksum_method).collect();
+        assert_eq!(methods, [ChecksumMethod::MixedRecord, ChecksumMethod::Text]);
+        // What this build writes is a newer format: a build that cannot read `columns` refuses it by number.
+        let written = serde_json::to_value(manifest(vec![table("a", 1, "1")])).unwrap();
+        assert_eq!(written["tables"][0]["checksum_method"], "columns");
+        assert_eq!(written["format"], 4);
     }
 
     #[test]
