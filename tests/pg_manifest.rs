@@ -34,6 +34,15 @@ SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'row ' || g END,
 FROM pg_catalog.generate_series(1, 500) g;
 "#;
 
+/// `manifest` as if every table had been hashed by `method`: what a copy is then checked against.
+fn with_method(manifest: &Manifest, method: ChecksumMethod) -> Manifest {
+    let mut m = manifest.clone();
+    for t in &mut m.tables {
+        t.checksum_method = method;
+    }
+    m
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -532,10 +541,7 @@ fn restored_target_matches_the_source_manifest_taken_in_the_dump_snapshot() {
             assert!(expected.tables.iter().all(|t| t.checksum_method == ChecksumMethod::Columns), "PG{major}");
             // A manifest of the record hash (before the column hash) is still checked the way it was
             // taken: source and copy agree under it (every table but the probe, written to since).
-            let mut legacy = expected.clone();
-            for t in &mut legacy.tables {
-                t.checksum_method = ChecksumMethod::MixedRecord;
-            }
+            let legacy = with_method(&expected, ChecksumMethod::MixedRecord);
             let on_source = take_manifest_to_match(&[&helper], &selection, &legacy).await.unwrap();
             let on_copy = take_manifest_to_match(&[&a], &selection, &legacy).await.unwrap();
             let mut by_record = 0;
@@ -735,10 +741,7 @@ fn checksum_methods_follow_the_column_types() {
             }
             // Told to match a manifest of the record hash, a table whose types it cannot take falls
             // back to text instead of failing.
-            let mut as_record = manifest.clone();
-            for t in &mut as_record.tables {
-                t.checksum_method = ChecksumMethod::MixedRecord;
-            }
+            let as_record = with_method(&manifest, ChecksumMethod::MixedRecord);
             let matched = take_manifest_to_match(&[&client], &selection, &as_record)
                 .await
                 .unwrap();
@@ -758,10 +761,7 @@ fn checksum_methods_follow_the_column_types() {
             assert_ne!(manifest.table("m", "with_enum").unwrap().checksum, "0");
 
             // Told to match a manifest that used text, a table that could be hashed by type is hashed by text.
-            let mut as_text = manifest.clone();
-            for t in &mut as_text.tables {
-                t.checksum_method = ChecksumMethod::Text;
-            }
+            let as_text = with_method(&manifest, ChecksumMethod::Text);
             let matched = take_manifest_to_match(&[&client], &selection, &as_text)
                 .await
                 .unwrap();
@@ -777,13 +777,7 @@ fn checksum_methods_follow_the_column_types() {
             // Values swapped between two rows: the same values per column, in other rows. The plain
             // record hash (manifests before the mixed one, still read) is blind to it; every method a
             // manifest takes today sees it.
-            let legacy = |m: &Manifest| {
-                let mut m = m.clone();
-                for t in &mut m.tables {
-                    t.checksum_method = ChecksumMethod::Record;
-                }
-                m
-            };
+            let legacy = |m: &Manifest| with_method(m, ChecksumMethod::Record);
             let before_legacy = take_manifest_to_match(&[&client], &selection, &legacy(&manifest))
                 .await
                 .unwrap();

@@ -48,8 +48,9 @@ impl Round<'_> {
     /// the rows written `since` the last sync (unless `tampered`: those rows would not repair it); every
     /// other table is narrowed down by digests. A family whose merge by written rows fails (a unique key
     /// freed by a delete, say) is rolled back and merged again by digests. A large table on its own has
-    /// its written rows merged in slices (block ranges on the source), one per stream; a slice that fails is rolled
-    /// back and its table returned as `failed`, for the caller to narrow down once every slice is done.
+    /// its written rows merged in slices (block ranges on the source), one per stream; a slice that
+    /// fails is rolled back and its table returned as `failed`, for the caller to narrow down once
+    /// every slice is done.
     pub(super) async fn merge(
         &self,
         families: Vec<Vec<&TableShape>>,

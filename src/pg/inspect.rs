@@ -540,23 +540,23 @@ async fn relations(
             read: false,
         })
         .collect();
-    let hashable = record_hashable(client, schemas).await?;
-    for rel in &mut out {
-        rel.record_hashable = hashable.contains(&(rel.schema.clone(), rel.name.clone()));
-    }
-    if server_major(client).await? >= 14 {
-        let names: Vec<String> = out
-            .iter()
-            .map(|rel| quote_qualified(&rel.schema, &rel.name))
-            .collect();
-        let mut columns = hashed_columns(client, &names).await?;
-        for (rel, name) in out.iter_mut().zip(&names) {
-            // A relation without columns has no row in the answer.
-            rel.columns = Some(columns.remove(name).unwrap_or_default());
-        }
-    }
     // Byte order, not the server's collation: both sides must sort alike.
     out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    // Both hashes by type need PostgreSQL 14 (`hash_record_extended`, and the column hash with it).
+    if server_major(client).await? < 14 {
+        return Ok(out);
+    }
+    let hashable = record_hashable(client, schemas).await?;
+    let names: Vec<String> = out
+        .iter()
+        .map(|rel| quote_qualified(&rel.schema, &rel.name))
+        .collect();
+    let mut columns = hashed_columns(client, &names).await?;
+    for (rel, name) in out.iter_mut().zip(&names) {
+        rel.record_hashable = hashable.contains(&(rel.schema.clone(), rel.name.clone()));
+        // A relation without columns has no row in the answer.
+        rel.columns = Some(columns.remove(name).unwrap_or_default());
+    }
     Ok(out)
 }
 
@@ -572,15 +572,12 @@ const RECORD_HASHABLE_TYPES: &str =
 /// The (schema, name) of the tables and materialized views in `schemas` whose every column can be
 /// hashed by `hash_record_extended` with the same result on any server: each type, through domains
 /// and arrays, is in [`RECORD_HASHABLE_TYPES`], and no column has a non-deterministic collation
-/// (whose hash would ignore differences the text form shows). Empty before PostgreSQL 14, which
-/// lacks `hash_record_extended`.
+/// (whose hash would ignore differences the text form shows). PostgreSQL 14 and later only (the caller
+/// checks): older servers lack `hash_record_extended`.
 async fn record_hashable(
     client: &Client,
     schemas: &[String],
 ) -> Result<std::collections::HashSet<(String, String)>, InspectError> {
-    if server_major(client).await? < 14 {
-        return Ok(Default::default());
-    }
     let wrapper = "y.typtype = 'd' OR (y.typcategory = 'A' AND y.typelem <> 0 AND y.typlen = -1)";
     let sql = format!(
         "WITH RECURSIVE rels AS ( \
