@@ -226,9 +226,8 @@ pub(crate) async fn restore_into(
                 e,
             )
         })?;
-        prepare::set_force_rls(&target, &forced_rls, true)
-            .await
-            .map_err(|e| fail.target("setting FORCE ROW LEVEL SECURITY again failed", e))?;
+        // FORCE comes back only once the reads below are done (after the join): a table listed while
+        // FORCE was lifted is read directly, and would fail if FORCE came back before its read.
         Ok::<_, Error>(streamed.with_post_data(post))
     };
 
@@ -271,6 +270,9 @@ pub(crate) async fn restore_into(
     };
     // The first failure ends the step: the other half is dropped (and its children killed).
     let (piped, (manifest, known, second)) = tokio::try_join!(restore, checks)?;
+    prepare::set_force_rls(&target, &forced_rls, true)
+        .await
+        .map_err(|e| fail.target("setting FORCE ROW LEVEL SECURITY again failed", e))?;
     tracing::info!(bytes = piped.bytes, sha256 = %piped.sha256, schema_bytes = piped.schema_bytes, seconds = piped.duration.as_secs_f64(), "restored");
     notes.extend(large_objects::restore_owners(&target, &lo_owners).await);
     notes.extend(large_objects::restore_grants(&target, &lo_grants).await);
