@@ -1,6 +1,7 @@
 //! PostgreSQL side: connections, finding pg tools by major, the dump→restore pipeline, and SQL
 //! inspection (snapshot, manifest, target preparation, verification).
 
+pub mod blocks;
 pub mod conn;
 pub mod content;
 pub mod exclusions;
