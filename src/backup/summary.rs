@@ -183,7 +183,7 @@ fn how_made(outcome: &BackupOutcome) -> String {
             }
             if !r.narrowed_again.is_empty() {
                 line.push_str(&format!(
-                    "; compared by digests after the rows written since the last sync did not bring them to the source's content (rows deleted, or a key moved between rows): {}",
+                    "; compared by digests after the rows written since the last sync did not bring them to the source's content (rows deleted, a key moved between rows, or rows changed on the mirror): {}",
                     r.narrowed_again.join(", ")
                 ));
             }

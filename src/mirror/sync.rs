@@ -176,8 +176,8 @@ pub(crate) async fn run(
         .count();
     report.tables_changed = changed.iter().map(|(s, n)| format!("{s}.{n}")).collect();
     // Tables whose rows on the mirror are not what the last verified sync left: changed behind our back.
-    // (A table that changed on the source too was not read before its merge: a change on the mirror
-    // there is repaired by the merge's verification, not named.)
+    // (A table that changed on the source too is read only after its merge: a change on the mirror there
+    // is named then if the source deleted no row of it, and otherwise repaired without a name.)
     let tampered: BTreeSet<(String, String)> = changed
         .iter()
         .filter(|t| !compared.unread.contains(*t))
@@ -261,6 +261,13 @@ pub(crate) async fn run(
                 .table(schema, name)
                 .is_some_and(|t| t.holds(*rows, checksum))
         });
+        // A table whose row count came out right holds every row the last verified sync left plus
+        // the source's written rows, minus nothing the source deleted (a delete, or a key that moved,
+        // leaves the count off). Differing still, it was changed on the mirror behind our back.
+        for (schema, name) in counted.iter().filter(|t| !checked.contains_key(*t)) {
+            report.repaired.push(format!("{schema}.{name}"));
+        }
+        report.repaired.sort();
         let missed: Vec<TableShape> = shapes
             .iter()
             .filter(|s| written_since.contains(&(s.schema.clone(), s.name.clone())))
