@@ -32,14 +32,21 @@ INSERT INTO public.accounts (owner, balance, tags)
   SELECT 'owner ' || g, g % 1000, jsonb_build_object('g', g) FROM generate_series(1, 20000) g;
 INSERT INTO public.ledger (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 5000) g;
 INSERT INTO public.happenings SELECT g, json_build_object('e', g) FROM generate_series(1, 3000) g;
+ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '41s';
+ALTER DATABASE postgres SET work_mem = '5MB';
+ALTER ROLE authenticated IN DATABASE postgres SET statement_timeout = '7s';
 SET ROLE postgres;
 SELECT lo_from_bytea(4242001, 'first object'), lo_from_bytea(4242002, 'second object');
 GRANT SELECT ON LARGE OBJECT 4242001 TO PUBLIC;
 RESET ROLE;
 ";
 
-/// About 1 % of the rows change: updates, inserts, deletes (cascading), and a keyless table's rows.
+/// About 1 % of the rows change: updates, inserts, deletes (cascading), and a keyless table's rows;
+/// a database setting changes, another goes, and a role's setting in the database changes.
 const CHANGE: &str = "
+ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '42s';
+ALTER DATABASE postgres RESET work_mem;
+ALTER ROLE authenticated IN DATABASE postgres SET statement_timeout = '9s';
 UPDATE public.accounts SET balance = balance + 1 WHERE id % 100 = 7;
 INSERT INTO public.accounts (owner, balance) SELECT 'new ' || g, g FROM generate_series(1, 50) g;
 DELETE FROM public.accounts WHERE id IN (11, 12, 13);
@@ -63,6 +70,18 @@ DELETE FROM public.members WHERE id = 5;
 UPDATE public.members SET email = 'm5' WHERE id = 6;
 INSERT INTO public.members VALUES (100001, 'm100001');
 ";
+
+/// The settings of a branch's database, its own and its roles' in it, as `name=value` sorted.
+fn database_settings(world: &World, branch: &str) -> String {
+    world
+        .psql_branch(
+            branch,
+            "SELECT string_agg(c, ',' ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c \
+             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .trim()
+        .to_string()
+}
 
 fn source_checksum(world: &World, table: &str) -> String {
     world.source.psql(
@@ -178,6 +197,22 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         let b2 = second.output("backup-branch").unwrap();
         assert_ne!(b1, b2);
         assert_born_equal_to_source(&world, &b2);
+        // The settings follow the source; the earlier backup keeps its own.
+        assert!(
+            second
+                .stdout
+                .contains("database and role settings: 2 set, 1 reset"),
+            "{}",
+            second.describe()
+        );
+        assert_eq!(
+            database_settings(&world, &b2),
+            "idle_in_transaction_session_timeout=42s,statement_timeout=9s"
+        );
+        assert_eq!(
+            database_settings(&world, &b1),
+            "idle_in_transaction_session_timeout=41s,statement_timeout=7s,work_mem=5MB"
+        );
         let incremental_read: u64 = second.output("source-bytes").unwrap().parse().unwrap();
         assert!(
             incremental_read * 5 < full_read,
@@ -283,6 +318,11 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         assert!(
             no_change_read < incremental_read,
             "a run without change reads only the definitions and table-level digests: {no_change_read} vs {incremental_read}"
+        );
+        assert!(
+            !fourth.stdout.contains("database and role settings"),
+            "the settings already match: {}",
+            fourth.describe()
         );
         let b4 = fourth.output("backup-branch").unwrap();
         // Nothing to sync, and the log says nothing about how it would have been synced; our own

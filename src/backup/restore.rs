@@ -151,7 +151,7 @@ pub(crate) async fn restore_into(
     let lo_grants = large_objects::grants(snapshot.client(), &prepared.roles)
         .await
         .map_err(|e| source_query(e, "listing the grants on the large objects"))?;
-    let source_settings = settings::source_settings(snapshot.client(), &prepared.roles)
+    let source_settings = settings::read(snapshot.client(), &prepared.roles)
         .await
         .map_err(|e| source_query(e, "reading the database and role settings"))?;
     let dumping_role: String = snapshot

@@ -193,6 +193,12 @@ fn how_made(outcome: &BackupOutcome) -> String {
                     r.large_objects_written, r.large_objects_removed
                 ));
             }
+            if r.settings_set + r.settings_reset > 0 {
+                line.push_str(&format!(
+                    "; database and role settings: {} set, {} reset",
+                    r.settings_set, r.settings_reset
+                ));
+            }
             if !r.repaired.is_empty() {
                 line.push_str(&format!(
                     "; repaired, changed on the mirror since its last verified sync: {}",

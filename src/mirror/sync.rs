@@ -22,10 +22,10 @@ use crate::backup::restore::{self, Fail, Source};
 use crate::context::RunContext;
 use crate::error::Result;
 use crate::pg::conn::{self, ConnSpec};
-use crate::pg::content;
 use crate::pg::inspect::{self, InspectError, KnownChecksums};
 use crate::pg::manifest::{Manifest, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions};
+use crate::pg::{content, settings};
 use crate::preflight::APP_NAME;
 
 /// What an incremental sync did.
@@ -52,6 +52,10 @@ pub struct SyncReport {
     pub large_objects_removed: u64,
     /// Size of the schema archive read from the source (to compare definitions).
     pub schema_bytes: u64,
+    /// Database and role settings set on the mirror (changed or new on the source), and reset (gone
+    /// from the source).
+    pub settings_set: usize,
+    pub settings_reset: usize,
 }
 
 /// A finished incremental sync: the mirror matches `manifest`.
@@ -111,6 +115,9 @@ pub(crate) async fn run(
         .map(|d| d.privilege_roles.clone())
         .unwrap_or_default();
     let not_backed_up = crate::backup::not_backed_up(&selection);
+    let source_settings = settings::read(snapshot.client(), &selection.privilege_roles)
+        .await
+        .map_err(|e| restore::source_query(e, "reading the database and role settings"))?;
     let opts = DumpOptions::in_snapshot(&selection, snapshot.id(), config.stall_timeout);
     let schema = pipeline::dump_schema(&source.tools, &source.spec, &opts, cancel.clone())
         .await
@@ -343,6 +350,19 @@ pub(crate) async fn run(
     refresh_views(mirror, &source_manifest, &before)
         .await
         .map_err(|e| FAIL.target("refreshing the mirror's materialized views failed", e))?;
+    let settings_synced = settings::sync(mirror, &source_settings, &selection.privilege_roles)
+        .await
+        .map_err(|e| FAIL.target("syncing the database and role settings failed", e))?;
+    if settings_synced.set + settings_synced.reset > 0 {
+        tracing::info!(
+            set = settings_synced.set,
+            reset = settings_synced.reset,
+            "database and role settings synced"
+        );
+    }
+    report.settings_set = settings_synced.set;
+    report.settings_reset = settings_synced.reset;
+    notes.extend(settings_synced.refused);
     drop(group);
 
     // Verify: the changed tables are read again; the others were read afresh above, in this run.

@@ -1,6 +1,7 @@
 //! Database-level settings (`ALTER DATABASE … SET app.settings.*`) and the settings of the roles the
 //! target was prepared with (`ALTER ROLE authenticated SET statement_timeout …`), carried from the
-//! source to the branch where the branch's role may set them, and reported by name where not.
+//! source to the branch where the branch's role may set them, and reported by name where not. A
+//! mirror's sync brings them to the source's again: changed ones set, removed ones reset.
 //!
 //! Values can be secrets (`app.settings.jwt_secret`): they are never logged or reported, only names.
 
@@ -39,14 +40,36 @@ impl Setting {
         }
     }
 
-    /// The statement that sets it on the target's current database `dbname`.
-    fn sql(&self, dbname: &str) -> String {
-        let name = self
-            .name
+    /// Whether `other` is the same setting (role, scope and name), whatever its value.
+    fn same_slot(&self, other: &Setting) -> bool {
+        self.role == other.role && self.in_database == other.in_database && self.name == other.name
+    }
+
+    /// The statement that removes it from the target's current database `dbname`.
+    fn reset_sql(&self, dbname: &str) -> String {
+        let name = self.quoted_name();
+        match (&self.role, self.in_database) {
+            (None, _) => format!("ALTER DATABASE {} RESET {name}", quote_ident(dbname)),
+            (Some(role), false) => format!("ALTER ROLE {} RESET {name}", quote_ident(role)),
+            (Some(role), true) => format!(
+                "ALTER ROLE {} IN DATABASE {} RESET {name}",
+                quote_ident(role),
+                quote_ident(dbname)
+            ),
+        }
+    }
+
+    fn quoted_name(&self) -> String {
+        self.name
             .split('.')
             .map(quote_ident)
             .collect::<Vec<_>>()
-            .join(".");
+            .join(".")
+    }
+
+    /// The statement that sets it on the target's current database `dbname`.
+    fn sql(&self, dbname: &str) -> String {
+        let name = self.quoted_name();
         let value = setting_value(&self.name, &self.value);
         match (&self.role, self.in_database) {
             (None, _) => format!(
@@ -109,12 +132,12 @@ fn split_list(value: &str) -> Vec<String> {
     out
 }
 
-/// The source's settings for its current database and for `roles` (global or in this database).
-pub async fn source_settings(
-    source: &impl GenericClient,
+/// The settings of `client`'s current database and of `roles` (global or in this database).
+pub async fn read(
+    client: &impl GenericClient,
     roles: &[String],
 ) -> Result<Vec<Setting>, InspectError> {
-    let rows = source
+    let rows = client
         .query(
             "SELECT r.rolname::text, s.setdatabase <> 0, c.setting \
                FROM pg_catalog.pg_db_role_setting s \
@@ -154,33 +177,90 @@ pub async fn apply(
     if settings.is_empty() {
         return Ok(Vec::new());
     }
-    let dbname: String = target
+    let dbname = current_database(target).await?;
+    let mut refused = Vec::new();
+    for setting in settings {
+        if let Err(e) = target.batch_execute(&setting.sql(&dbname)).await {
+            refused.push(refusal(setting, "was not carried over to the branch", &e));
+        }
+    }
+    Ok(refused)
+}
+
+/// What [`sync`] changed on the target.
+#[derive(Debug, Default)]
+pub struct Synced {
+    pub set: usize,
+    pub reset: usize,
+    /// One line per setting the target refused (without the value).
+    pub refused: Vec<String>,
+}
+
+/// Brings `target`'s settings (its current database's and `roles'`) to `wanted`, the source's: sets
+/// those missing or different, resets those the source no longer has.
+pub async fn sync(
+    target: &impl GenericClient,
+    wanted: &[Setting],
+    roles: &[String],
+) -> Result<Synced, InspectError> {
+    let have = read(target, roles).await?;
+    let to_set: Vec<&Setting> = wanted.iter().filter(|w| !have.contains(w)).collect();
+    let to_reset: Vec<&Setting> = have
+        .iter()
+        .filter(|h| !wanted.iter().any(|w| w.same_slot(h)))
+        .collect();
+    let mut synced = Synced::default();
+    if to_set.is_empty() && to_reset.is_empty() {
+        return Ok(synced);
+    }
+    let dbname = current_database(target).await?;
+    for setting in to_reset {
+        match target.batch_execute(&setting.reset_sql(&dbname)).await {
+            Ok(()) => synced.reset += 1,
+            Err(e) => synced.refused.push(refusal(
+                setting,
+                "is gone from the source but could not be removed from the mirror",
+                &e,
+            )),
+        }
+    }
+    for setting in to_set {
+        match target.batch_execute(&setting.sql(&dbname)).await {
+            Ok(()) => synced.set += 1,
+            Err(e) => {
+                synced
+                    .refused
+                    .push(refusal(setting, "was not carried over to the mirror", &e))
+            }
+        }
+    }
+    Ok(synced)
+}
+
+async fn current_database(target: &impl GenericClient) -> Result<String, InspectError> {
+    Ok(target
         .query_one("SELECT pg_catalog.current_database()::text", &[])
         .await
         .map_err(|source| InspectError::Query {
             what: "reading the branch's database name".into(),
             source,
         })?
-        .get(0);
-    let mut refused = Vec::new();
-    for setting in settings {
-        if let Err(e) = target.batch_execute(&setting.sql(&dbname)).await {
-            let message = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string());
-            let message = if setting.value.is_empty() {
-                message
-            } else {
-                message.replace(&setting.value, "…")
-            };
-            refused.push(format!(
-                "{} was not carried over to the branch: {message}",
-                setting.describe()
-            ));
-        }
-    }
-    Ok(refused)
+        .get(0))
+}
+
+/// The report's line for a setting the target refused: its name and the server's message, never
+/// its value (which may be a secret).
+fn refusal(setting: &Setting, what: &str, e: &tokio_postgres::Error) -> String {
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string());
+    let message = if setting.value.is_empty() {
+        message
+    } else {
+        message.replace(&setting.value, "…")
+    };
+    format!("{} {what}: {message}", setting.describe())
 }
 
 #[cfg(test)]
@@ -210,6 +290,26 @@ mod tests {
             setting(Some("anon"), true, "search_path", r#""$user", public"#).sql("d"),
             r#"ALTER ROLE "anon" IN DATABASE "d" SET "search_path" TO '$user', 'public'"#
         );
+    }
+
+    #[test]
+    fn resets_name_the_slot_and_slots_ignore_values() {
+        assert_eq!(
+            setting(None, true, "app.settings.api_url", "x").reset_sql("neondb"),
+            r#"ALTER DATABASE "neondb" RESET "app"."settings"."api_url""#
+        );
+        assert_eq!(
+            setting(Some("anon"), false, "statement_timeout", "3s").reset_sql("d"),
+            r#"ALTER ROLE "anon" RESET "statement_timeout""#
+        );
+        assert_eq!(
+            setting(Some("anon"), true, "search_path", "public").reset_sql("d"),
+            r#"ALTER ROLE "anon" IN DATABASE "d" RESET "search_path""#
+        );
+        let a = setting(Some("anon"), true, "search_path", "public");
+        assert!(a.same_slot(&setting(Some("anon"), true, "search_path", "other")));
+        assert!(!a.same_slot(&setting(Some("anon"), false, "search_path", "public")));
+        assert!(!a.same_slot(&setting(None, true, "search_path", "public")));
     }
 
     #[test]
