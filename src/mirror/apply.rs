@@ -13,7 +13,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
 use super::since::Since;
-use crate::pg::blocks::BlockRange;
 use crate::pg::inspect::{
     hashed_columns, quote_ident, quote_qualified, server_major, HashedColumn, InspectError,
 };
@@ -81,13 +80,43 @@ pub enum Filter {
         bits: u32,
         buckets: Vec<i64>,
     },
-    /// The source's rows written since the last sync (a keyed table only), or those of one block range
-    /// (a slice) of it: merged by key, nothing deleted, since a row outside the filter may still be on
-    /// the source. A large table's slices are merged on sessions of their own. Slices are even in
-    /// blocks, not always in written rows: new row versions often land at the table's end (measured:
-    /// right after a full restore every updated row went to the last slice), and then that slice's
-    /// merge does the work of all; the source still scans the table only once.
-    WrittenSince(Since, Option<BlockRange>),
+    /// The source's rows written since the last sync (a keyed table only), or those of one slice of
+    /// it: merged by key, nothing deleted, since a row outside the filter may still be on the source.
+    WrittenSince(Since, Option<Slice>),
+}
+
+/// One of disjoint slices of a table's rows on the source, by their place in its file (blocks
+/// `from` up to `to`, the last slice open-ended), merged on a session of its own: a large table's merge
+/// spread over the sync's streams, each slice a scan of its blocks only (a TID range scan). Slices are
+/// even in blocks, not always in written rows: new row versions often land at the table's end (measured:
+/// right after a full restore every updated row went to the last slice), and then that slice's merge
+/// does the work of all; the source still scans the table only once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    pub from: i64,
+    /// `None`: to the end of the table, however it grew.
+    pub to: Option<i64>,
+}
+
+impl Slice {
+    /// `count` slices of a table of `pages` blocks.
+    pub fn split(pages: i64, count: u32) -> Vec<Slice> {
+        let count = i64::from(count.max(1));
+        (0..count)
+            .map(|i| Slice {
+                from: pages * i / count,
+                to: (i + 1 < count).then(|| pages * (i + 1) / count),
+            })
+            .collect()
+    }
+
+    fn condition(&self, alias: &str) -> String {
+        let from = format!("{alias}.ctid >= '({},0)'::pg_catalog.tid", self.from);
+        match self.to {
+            Some(to) => format!("{from} AND {alias}.ctid < '({to},0)'::pg_catalog.tid"),
+            None => from,
+        }
+    }
 }
 
 impl Filter {
@@ -497,4 +526,38 @@ fn insert_sql(job: &Job<'_>) -> String {
         s.column_list(Some("g")),
         quote_ident(&job.stage)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slice;
+
+    #[test]
+    fn slices_cover_every_block_once_and_the_last_is_open_ended() {
+        let slices = Slice::split(10, 3);
+        assert_eq!(
+            slices,
+            vec![
+                Slice {
+                    from: 0,
+                    to: Some(3)
+                },
+                Slice {
+                    from: 3,
+                    to: Some(6)
+                },
+                Slice { from: 6, to: None },
+            ]
+        );
+        assert_eq!(
+            slices[0].condition("r"),
+            "r.ctid >= '(0,0)'::pg_catalog.tid AND r.ctid < '(3,0)'::pg_catalog.tid"
+        );
+        assert_eq!(
+            slices[2].condition("r"),
+            "r.ctid >= '(6,0)'::pg_catalog.tid"
+        );
+        // An empty table still gets one open-ended slice that reads anything appended.
+        assert_eq!(Slice::split(0, 2)[1], Slice { from: 0, to: None });
+    }
 }

@@ -9,12 +9,11 @@ use std::sync::Mutex;
 use futures_util::future::try_join_all;
 use tokio_postgres::Client;
 
-use super::apply::{self, Filter, Job, Merged, TableShape};
+use super::apply::{self, Filter, Job, Merged, Slice, TableShape};
 use super::digest;
 use super::since::Since;
 use super::sync::FAIL;
 use crate::error::{Error, Result};
-use crate::pg::blocks::BlockRange;
 use crate::pg::inspect::InspectError;
 use crate::pg::manifest::Manifest;
 
@@ -69,7 +68,7 @@ impl Round<'_> {
         };
         // A large table on its own is merged in slices, one per stream.
         let streams = self.sources.len().min(self.mirrors.len()) as u32;
-        let mut work: Vec<(Vec<&TableShape>, Option<BlockRange>)> = Vec::new();
+        let mut work: Vec<(Vec<&TableShape>, Option<Slice>)> = Vec::new();
         for family in families {
             match family.as_slice() {
                 [only]
@@ -81,7 +80,7 @@ impl Round<'_> {
                         FAIL.target("reading the size of a table on the source failed", e)
                     })?;
                     work.extend(
-                        BlockRange::split(pages, streams)
+                        Slice::split(pages, streams)
                             .into_iter()
                             .map(|slice| (family.clone(), Some(slice))),
                     );

@@ -321,9 +321,6 @@ struct Relation {
     columns: Option<Vec<HashedColumn>>,
     /// FORCE ROW LEVEL SECURITY: even its owner reads it through the policies.
     force_rls: bool,
-    /// The server scans a block range by itself (PostgreSQL 14+: TID range scans), so a large table
-    /// can be read in parts on several sessions.
-    block_ranges: bool,
     /// Its rows are still to be read (set when planning).
     read: bool,
 }
@@ -538,7 +535,6 @@ async fn relations(
             populated: r.get(3),
             pages: r.get(4),
             force_rls: r.get(5),
-            block_ranges: false,
             record_hashable: false,
             columns: None,
             read: false,
@@ -546,8 +542,7 @@ async fn relations(
         .collect();
     // Byte order, not the server's collation: both sides must sort alike.
     out.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
-    // Both hashes by type need PostgreSQL 14 (`hash_record_extended`, and the column hash with it),
-    // as do TID range scans.
+    // Both hashes by type need PostgreSQL 14 (`hash_record_extended`, and the column hash with it).
     if server_major(client).await? < 14 {
         return Ok(out);
     }
@@ -558,7 +553,6 @@ async fn relations(
         .collect();
     let mut columns = hashed_columns(client, &names).await?;
     for (rel, name) in out.iter_mut().zip(&names) {
-        rel.block_ranges = true;
         rel.record_hashable = hashable.contains(&(rel.schema.clone(), rel.name.clone()));
         // A relation without columns has no row in the answer.
         rel.columns = Some(columns.remove(name).unwrap_or_default());

@@ -1,7 +1,6 @@
 //! PostgreSQL side: connections, finding pg tools by major, the dump→restore pipeline, and SQL
 //! inspection (snapshot, manifest, target preparation, verification).
 
-pub mod blocks;
 pub mod conn;
 pub mod content;
 pub mod exclusions;

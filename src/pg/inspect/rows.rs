@@ -2,13 +2,10 @@
 //! shared out between connections, with tables under FORCE ROW LEVEL SECURITY read through a role
 //! that bypasses RLS.
 
-use std::sync::Mutex;
-
 use futures_util::future::try_join_all;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{quote_ident, quote_qualified, row_hash, InspectError, Relation};
-use crate::pg::blocks::BlockRange;
 use crate::pg::manifest::{TableFingerprint, TableKind};
 
 /// Hooks into the table reads, for two manifests taken side by side (the mirror's sync reads the
@@ -30,52 +27,29 @@ pub type GateFn<'a> = dyn Fn(String, String, TableKind) -> Gate<'a> + Sync + 'a;
 /// What a [`ReadHooks::gate`] answers: whether to read the table, once it knows.
 pub type Gate<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 
-/// A table from this many blocks (8 MB) on, larger than its even share of the work, is read in
-/// parts, one per connection, each a scan of its block range: on a database with one large table the
-/// other connections would otherwise sit idle while one reads it. Measured in the benchmark's 1 % runs
-/// (2 CPUs for everything): the mirror's read of `pgbench_accounts` after its merge 1.0-1.5 s, was
-/// 1.2-1.5 s; the side-by-side comparison did not change, its servers already had both CPUs busy.
-const SPLIT_PAGES: i64 = 1024;
-
-/// One read of a planned relation: all of it, or one block range.
-struct Part {
-    table: usize,
-    range: Option<BlockRange>,
-    pages: i64,
-}
-
-/// What the parts of one table added up to so far.
-#[derive(Default)]
-struct Sum {
-    rows: i64,
-    checksum: i128,
-    parts_left: usize,
-    /// The gate left a part unread: the table is unread.
-    skipped: bool,
-}
-
 /// Fills in rows and checksum of every planned relation marked `read`, shared out between `workers`:
-/// largest first, each to the least-loaded connection, a large table split into block ranges read on
-/// several. The parts' counts and checksums (sums of row hashes) add up to the whole table's exactly.
+/// largest first, each to the least-loaded connection.
 pub(super) async fn read_fingerprints(
     workers: &[&Client],
     tables: &mut [(TableFingerprint, Relation)],
     hooks: &ReadHooks<'_>,
 ) -> Result<(), InspectError> {
-    let mut parts = plan_parts(tables, workers.len());
-    parts.sort_by(|a, b| b.pages.cmp(&a.pages).then(a.table.cmp(&b.table)));
-    let mut shares: Vec<(i64, Vec<Part>)> = (0..workers.len()).map(|_| (0, Vec::new())).collect();
-    let mut sums: Vec<Sum> = (0..tables.len()).map(|_| Sum::default()).collect();
-    for part in parts {
-        sums[part.table].parts_left += 1;
+    let mut to_read: Vec<(usize, i64)> = tables
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, rel))| rel.read)
+        .map(|(i, (_, rel))| (i, rel.pages))
+        .collect();
+    to_read.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut shares: Vec<(i64, Vec<usize>)> = vec![(0, Vec::new()); workers.len()];
+    for (index, pages) in to_read {
         let lightest = shares
             .iter_mut()
             .min_by_key(|(load, _)| *load)
             .expect("at least one worker");
-        lightest.0 += part.pages.max(1);
-        lightest.1.push(part);
+        lightest.0 += pages.max(1);
+        lightest.1.push(index);
     }
-    let sums = Mutex::new(sums);
     let planned: &[(TableFingerprint, Relation)] = tables;
     let forced = planned.iter().any(|(_, rel)| rel.read && rel.force_rls);
     let mut bypass = Vec::with_capacity(workers.len());
@@ -86,103 +60,48 @@ pub(super) async fn read_fingerprints(
             None
         });
     }
-    let sums_ref = &sums;
-    let readers = workers
-        .iter()
-        .zip(&shares)
-        .zip(&bypass)
-        .map(|((client, (_, parts)), bypass)| {
-            let jobs = parts.iter().map(move |part| {
-                let (fp, rel) = &planned[part.table];
-                let through = if rel.force_rls { bypass.as_ref() } else { None };
-                async move {
-                    // A gate answers alike for every part of a table (it waits on the same fact).
-                    if let Some(gate) = hooks.gate {
-                        if !gate(rel.schema.clone(), rel.name.clone(), rel.kind).await {
-                            add(sums_ref, part.table, None);
-                            return Ok(());
+    let readers =
+        workers
+            .iter()
+            .zip(&shares)
+            .zip(&bypass)
+            .map(|((client, (_, indexes)), bypass)| {
+                let jobs = indexes.iter().map(move |&i| {
+                    let (fp, rel) = &planned[i];
+                    let through = if rel.force_rls { bypass.as_ref() } else { None };
+                    async move {
+                        if let Some(gate) = hooks.gate {
+                            if !gate(rel.schema.clone(), rel.name.clone(), rel.kind).await {
+                                return Ok((i, None));
+                            }
                         }
-                    }
-                    let columns = rel.columns.as_deref().unwrap_or_default();
-                    let (rows, checksum) = fingerprint(
-                        client,
-                        rel,
-                        &row_hash(fp.checksum_method, "r", columns),
-                        part.range,
-                        through,
-                    )
-                    .await?;
-                    if let Some((rows, checksum)) =
-                        add(sums_ref, part.table, Some((rows, checksum)))
-                    {
+                        let columns = rel.columns.as_deref().unwrap_or_default();
+                        let (rows, checksum) = fingerprint(
+                            client,
+                            &rel.schema,
+                            &rel.name,
+                            &row_hash(fp.checksum_method, "r", columns),
+                            through,
+                        )
+                        .await?;
                         if let Some(on_read) = hooks.on_read {
-                            on_read(&rel.schema, &rel.name, rows, &checksum.to_string());
+                            on_read(&rel.schema, &rel.name, rows, &checksum);
                         }
+                        Ok::<_, InspectError>((i, Some((rows, checksum))))
                     }
-                    Ok::<_, InspectError>(())
-                }
+                });
+                // One connection pipelines its statements: no round trip per table.
+                try_join_all(jobs)
             });
-            // One connection pipelines its statements: no round trip per table.
-            try_join_all(jobs)
-        });
-    try_join_all(readers).await?;
-    let sums = sums.into_inner().unwrap_or_else(|e| e.into_inner());
-    for ((fp, rel), sum) in tables.iter_mut().zip(sums) {
-        if rel.read && !sum.skipped && sum.parts_left == 0 {
-            fp.rows = sum.rows;
-            fp.checksum = sum.checksum.to_string();
+    let results: Vec<(usize, Option<(i64, String)>)> =
+        try_join_all(readers).await?.into_iter().flatten().collect();
+    for (i, read) in results {
+        if let Some((rows, checksum)) = read {
+            tables[i].0.rows = rows;
+            tables[i].0.checksum = checksum;
         }
     }
     Ok(())
-}
-
-/// The reads of the relations marked `read`: one each, or for a table larger than [`SPLIT_PAGES`] and
-/// than its even share of all the blocks to read, one per worker, by block range.
-fn plan_parts(tables: &[(TableFingerprint, Relation)], workers: usize) -> Vec<Part> {
-    let total: i64 = tables
-        .iter()
-        .filter(|(_, rel)| rel.read)
-        .map(|(_, rel)| rel.pages.max(1))
-        .sum();
-    let mut parts = Vec::new();
-    for (table, (_, rel)) in tables.iter().enumerate().filter(|(_, (_, rel))| rel.read) {
-        let split = workers > 1
-            && rel.block_ranges
-            && rel.pages >= SPLIT_PAGES
-            && rel.pages.saturating_mul(workers as i64) > total;
-        if split {
-            let ranges = BlockRange::split(rel.pages, workers as u32);
-            let share = rel.pages / workers as i64;
-            parts.extend(ranges.into_iter().map(|range| Part {
-                table,
-                range: Some(range),
-                pages: share,
-            }));
-        } else {
-            parts.push(Part {
-                table,
-                range: None,
-                pages: rel.pages,
-            });
-        }
-    }
-    parts
-}
-
-/// Adds one part's read (`None`: left unread by the gate) to its table's sum; the table's rows and
-/// checksum once this was its last part and none was left unread.
-fn add(sums: &Mutex<Vec<Sum>>, table: usize, read: Option<(i64, i128)>) -> Option<(i64, i128)> {
-    let mut sums = sums.lock().unwrap_or_else(|e| e.into_inner());
-    let sum = &mut sums[table];
-    sum.parts_left -= 1;
-    match read {
-        Some((rows, checksum)) => {
-            sum.rows += rows;
-            sum.checksum += checksum;
-        }
-        None => sum.skipped = true,
-    }
-    (sum.parts_left == 0 && !sum.skipped).then_some((sum.rows, sum.checksum))
 }
 
 /// A role with BYPASSRLS that the session's role may become (on Neon, `neon_superuser`), and the
@@ -220,10 +139,10 @@ async fn bypass_role(client: &Client) -> Result<Option<BypassRole>, InspectError
     })
 }
 
-/// Row count and order-independent checksum of one table, or of its rows in `range` (`FROM ONLY`:
-/// partitions and inheritance children are fingerprinted on their own). The checksum sums a 64-bit
-/// hash of each row; `sum(int8)` is exact (numeric result), so it cannot overflow. A simple query: one
-/// round trip, no prepared statement.
+/// Row count and order-independent checksum of one table (`FROM ONLY`: partitions and inheritance
+/// children are fingerprinted on their own). The checksum sums a 64-bit hash of each row; `sum(int8)`
+/// is exact (numeric result), so it cannot overflow. A simple query: one round trip, no prepared
+/// statement.
 ///
 /// Measured on 200k rows of mixed types (PG 15, busy 2-core host): `hashtextextended` of the text form
 /// 0.50 s, `md5` folded to 64 bits 1.0 s; the row-to-text rendering dominates either way. On the
@@ -231,19 +150,15 @@ async fn bypass_role(client: &Client) -> Result<Option<BypassRole>, InspectError
 /// form, and hashing column by column (no whole-row value) about 60 % of `hash_record_extended`.
 async fn fingerprint(
     client: &Client,
-    rel: &Relation,
+    schema: &str,
+    name: &str,
     row_hash: &str,
-    range: Option<BlockRange>,
     through: Option<&BypassRole>,
-) -> Result<(i64, i128), InspectError> {
-    let (schema, name) = (&rel.schema, &rel.name);
+) -> Result<(i64, String), InspectError> {
     let mut sql = format!(
         "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum({row_hash}), 0) FROM ONLY {} AS r",
         quote_qualified(schema, name)
     );
-    if let Some(range) = range {
-        sql = format!("{sql} WHERE {}", range.condition("r"));
-    }
     if let Some(role) = through {
         sql = format!(
             "SET ROLE {}; {sql}; SET ROLE {}",
@@ -270,111 +185,9 @@ async fn fingerprint(
         .get(0)
         .and_then(|v| v.parse::<i64>().ok())
         .ok_or_else(|| InspectError::unexpected(what(), "count is not a number"))?;
-    // A sum of int8 hashes: an integer, within i128 for up to 2^64 rows.
     let checksum = row
         .get(1)
         .ok_or_else(|| InspectError::unexpected(what(), "checksum is NULL"))?
-        .parse::<i128>()
-        .map_err(|_| InspectError::unexpected(what(), "checksum is not an integer"))?;
+        .to_string();
     Ok((rows, checksum))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pg::manifest::ChecksumMethod;
-
-    fn planned(name: &str, pages: i64, read: bool) -> (TableFingerprint, Relation) {
-        (
-            TableFingerprint {
-                schema: "public".into(),
-                name: name.into(),
-                kind: TableKind::Table,
-                rows: 0,
-                checksum: String::new(),
-                checksum_method: ChecksumMethod::Columns,
-                data_excluded: false,
-                refreshed_on_restore: false,
-            },
-            Relation {
-                schema: "public".into(),
-                name: name.into(),
-                kind: TableKind::Table,
-                populated: true,
-                pages,
-                record_hashable: true,
-                columns: Some(Vec::new()),
-                force_rls: false,
-                block_ranges: true,
-                read,
-            },
-        )
-    }
-
-    fn ranges(parts: &[Part], table: usize) -> Vec<Option<BlockRange>> {
-        parts
-            .iter()
-            .filter(|p| p.table == table)
-            .map(|p| p.range)
-            .collect()
-    }
-
-    #[test]
-    fn a_table_larger_than_its_share_is_read_in_one_block_range_per_worker() {
-        let tables = vec![
-            planned("big", 100_000, true),
-            planned("small", 2_000, true),
-            planned("unread", 50_000, false),
-        ];
-        let parts = plan_parts(&tables, 2);
-        assert_eq!(
-            ranges(&parts, 0),
-            vec![
-                Some(BlockRange {
-                    from: 0,
-                    to: Some(50_000)
-                }),
-                Some(BlockRange {
-                    from: 50_000,
-                    to: None
-                }),
-            ]
-        );
-        assert_eq!(ranges(&parts, 1), vec![None]);
-        assert!(ranges(&parts, 2).is_empty());
-        // One worker, or a server without TID range scans: whole tables.
-        assert!(plan_parts(&tables, 1).iter().all(|p| p.range.is_none()));
-        let mut old = tables;
-        old[0].1.block_ranges = false;
-        assert!(plan_parts(&old, 2).iter().all(|p| p.range.is_none()));
-    }
-
-    #[test]
-    fn tables_within_their_share_or_small_are_read_whole() {
-        // Two even tables already share out evenly.
-        let even = vec![planned("a", 50_000, true), planned("b", 50_000, true)];
-        assert!(plan_parts(&even, 2).iter().all(|p| p.range.is_none()));
-        // A lone small table is not worth a second query.
-        let small = vec![planned("a", SPLIT_PAGES - 1, true)];
-        assert_eq!(plan_parts(&small, 2).len(), 1);
-        let at_threshold = vec![planned("a", SPLIT_PAGES, true)];
-        assert_eq!(plan_parts(&at_threshold, 3).len(), 3);
-    }
-
-    #[test]
-    fn the_parts_add_up_once_the_last_is_in_and_a_gated_part_leaves_the_table_unread() {
-        let sums = Mutex::new(
-            (0..2)
-                .map(|_| Sum {
-                    parts_left: 2,
-                    ..Sum::default()
-                })
-                .collect(),
-        );
-        // Hashes are signed: sums of parts may cross i64's range and come back.
-        assert_eq!(add(&sums, 0, Some((3, i64::MAX as i128 + 5))), None);
-        assert_eq!(add(&sums, 0, Some((4, -(i64::MAX as i128)))), Some((7, 5)));
-        assert_eq!(add(&sums, 1, None), None);
-        assert_eq!(add(&sums, 1, Some((1, 1))), None);
-    }
 }
