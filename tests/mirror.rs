@@ -42,10 +42,12 @@ RESET ROLE;
 ";
 
 /// About 1 % of the rows change: updates, inserts, deletes (cascading), and a keyless table's rows;
-/// a database setting changes, another goes, and a role's setting in the database changes.
+/// a database setting changes, another goes, a role's setting in the database changes, and a custom
+/// setting holding a secret comes.
 const CHANGE: &str = "
 ALTER DATABASE postgres SET idle_in_transaction_session_timeout = '42s';
 ALTER DATABASE postgres RESET work_mem;
+ALTER DATABASE postgres SET app.settings.mirror_secret = 'mirror-Secret-77';
 ALTER ROLE authenticated IN DATABASE postgres SET statement_timeout = '9s';
 UPDATE public.accounts SET balance = balance + 1 WHERE id % 100 = 7;
 INSERT INTO public.accounts (owner, balance) SELECT 'new ' || g, g FROM generate_series(1, 50) g;
@@ -71,13 +73,15 @@ UPDATE public.members SET email = 'm5' WHERE id = 6;
 INSERT INTO public.members VALUES (100001, 'm100001');
 ";
 
-/// The settings of a branch's database, its own and its roles' in it, as `name=value` sorted.
+/// The settings of a branch's database, its own and its roles' in it, as `name=value` sorted; custom
+/// `app.settings.*` ones left out (a branch's role may not be allowed to set them).
 fn database_settings(world: &World, branch: &str) -> String {
     world
         .psql_branch(
             branch,
             "SELECT string_agg(c, ',' ORDER BY c) FROM pg_db_role_setting s, unnest(s.setconfig) c \
-             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())",
+             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND c NOT LIKE 'app.settings.%'",
         )
         .trim()
         .to_string()
@@ -197,11 +201,30 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         let b2 = second.output("backup-branch").unwrap();
         assert_ne!(b1, b2);
         assert_born_equal_to_source(&world, &b2);
-        // The settings follow the source; the earlier backup keeps its own.
+        // The settings follow the source; the earlier backup keeps its own. The custom one is carried
+        // over, or named as refused; its value is never shown.
+        second.assert_never_shows("mirror-Secret-77");
+        let custom = world.psql_branch(
+            &b2,
+            "SELECT count(*) FROM pg_db_role_setting s, unnest(s.setconfig) c \
+             WHERE c = 'app.settings.mirror_secret=mirror-Secret-77'",
+        );
+        let refused =
+            "database setting app.settings.mirror_secret was not carried over to the mirror";
+        let (set, reported) = match custom.trim() {
+            "1" => (3, false),
+            _ => (2, true),
+        };
+        assert_eq!(
+            second.everything().contains(refused),
+            reported,
+            "PG {major}: carried over ({custom}) or named as refused: {}",
+            second.describe()
+        );
         assert!(
             second
                 .stdout
-                .contains("database and role settings: 2 set, 1 reset"),
+                .contains(&format!("database and role settings: {set} set, 1 reset")),
             "{}",
             second.describe()
         );
