@@ -178,12 +178,13 @@ pub async fn apply(
         return Ok(Vec::new());
     }
     let dbname = current_database(target).await?;
-    let mut refused = Vec::new();
-    for setting in settings {
-        if let Err(e) = target.batch_execute(&setting.sql(&dbname)).await {
-            refused.push(refusal(setting, "was not carried over to the branch", &e));
-        }
-    }
+    let (_, refused) = execute_each(
+        target,
+        settings,
+        |s| s.sql(&dbname),
+        "was not carried over to the branch",
+    )
+    .await;
     Ok(refused)
 }
 
@@ -209,32 +210,30 @@ pub async fn sync(
         .iter()
         .filter(|h| !wanted.iter().any(|w| w.same_slot(h)))
         .collect();
-    let mut synced = Synced::default();
     if to_set.is_empty() && to_reset.is_empty() {
-        return Ok(synced);
+        return Ok(Synced::default());
     }
     let dbname = current_database(target).await?;
-    for setting in to_reset {
-        match target.batch_execute(&setting.reset_sql(&dbname)).await {
-            Ok(()) => synced.reset += 1,
-            Err(e) => synced.refused.push(refusal(
-                setting,
-                "is gone from the source but could not be removed from the mirror",
-                &e,
-            )),
-        }
-    }
-    for setting in to_set {
-        match target.batch_execute(&setting.sql(&dbname)).await {
-            Ok(()) => synced.set += 1,
-            Err(e) => {
-                synced
-                    .refused
-                    .push(refusal(setting, "was not carried over to the mirror", &e))
-            }
-        }
-    }
-    Ok(synced)
+    let (reset, mut refused) = execute_each(
+        target,
+        to_reset,
+        |s| s.reset_sql(&dbname),
+        "is gone from the source but could not be removed from the mirror",
+    )
+    .await;
+    let (set, refused_set) = execute_each(
+        target,
+        to_set,
+        |s| s.sql(&dbname),
+        "was not carried over to the mirror",
+    )
+    .await;
+    refused.extend(refused_set);
+    Ok(Synced {
+        set,
+        reset,
+        refused,
+    })
 }
 
 async fn current_database(target: &impl GenericClient) -> Result<String, InspectError> {
@@ -246,6 +245,24 @@ async fn current_database(target: &impl GenericClient) -> Result<String, Inspect
             source,
         })?
         .get(0))
+}
+
+/// Runs `statement` of each of `settings` on `target`: how many succeeded, and a line per setting
+/// refused, saying it `what`.
+async fn execute_each<'a>(
+    target: &impl GenericClient,
+    settings: impl IntoIterator<Item = &'a Setting>,
+    statement: impl Fn(&Setting) -> String,
+    what: &str,
+) -> (usize, Vec<String>) {
+    let (mut done, mut refused) = (0, Vec::new());
+    for setting in settings {
+        match target.batch_execute(&statement(setting)).await {
+            Ok(()) => done += 1,
+            Err(e) => refused.push(refusal(setting, what, &e)),
+        }
+    }
+    (done, refused)
 }
 
 /// The report's line for a setting the target refused: its name and the server's message, never
