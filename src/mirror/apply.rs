@@ -87,7 +87,9 @@ pub enum Filter {
 
 /// One of disjoint slices of a table's rows on the source, by their place in its file (blocks
 /// `from` up to `to`, the last slice open-ended), merged on a session of its own: a large table's merge
-/// spread over the sync's streams, each slice a scan of its blocks only (a TID range scan). Slices are
+/// spread over the sync's streams, each slice a scan of its blocks only (a TID range scan). Without
+/// slices the source scans a table for its written rows in one process: the test, `age(xmin)`, is
+/// parallel restricted, so PostgreSQL gives that scan no parallel workers. Slices are
 /// even in blocks, not always in written rows: new row versions often land at the table's end (measured:
 /// right after a full restore every updated row went to the last slice), and then that slice's merge
 /// does the work of all; the source still scans the table only once.
