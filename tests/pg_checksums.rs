@@ -3,27 +3,13 @@
 //! taken another way, and the changes a column-by-column hash must still see. Run:
 //! `cargo test --test pg_checksums`.
 
+mod manifests;
+
+use manifests::{runtime, with_method};
 use supaneon_sync::pg::content::Selection;
 use supaneon_sync::pg::inspect::{take_manifest, take_manifest_to_match};
 use supaneon_sync::pg::manifest::{ChecksumMethod, Manifest};
 use supaneon_testkit::{test_majors, Cluster, ClusterOptions};
-
-/// `manifest` as if every table had been hashed by `method`: what a copy is then checked against.
-fn with_method(manifest: &Manifest, method: ChecksumMethod) -> Manifest {
-    let mut m = manifest.clone();
-    for t in &mut m.tables {
-        t.checksum_method = method;
-    }
-    m
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Each table is hashed by its column types' own hash functions only when every type hashes its value
 /// (not an OID a restore renumbers, not through a case-insensitive collation); otherwise by text.

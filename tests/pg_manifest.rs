@@ -2,8 +2,11 @@
 //! a Supabase-shaped source (the testkit fixture) and a Neon-shaped target, for every major in
 //! `test_majors()`. How rows are hashed is tested in `pg_checksums`. Run: `cargo test --test pg_manifest`.
 
+mod manifests;
+
 use std::process::{Command, Stdio};
 
+use manifests::{runtime, with_method};
 use supaneon_sync::pg::content::{select, ContentPolicy, Selection, LEDGER_TABLES};
 use supaneon_sync::pg::inspect::{
     fingerprint_tables_to_match, pin_session, read_manifest, server_major, store_manifest,
@@ -33,23 +36,6 @@ SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'row ' || g END,
        time '12:00' + g * interval '1 second', timetz '12:00+02' + g * interval '1 minute'
 FROM pg_catalog.generate_series(1, 500) g;
 "#;
-
-/// `manifest` as if every table had been hashed by `method`: what a copy is then checked against.
-fn with_method(manifest: &Manifest, method: ChecksumMethod) -> Manifest {
-    let mut m = manifest.clone();
-    for t in &mut m.tables {
-        t.checksum_method = method;
-    }
-    m
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A Supabase-shaped source with the probe table in `public`.
 fn start_source(major: u32) -> Cluster {
