@@ -199,6 +199,9 @@ fn how_made(outcome: &BackupOutcome) -> String {
                     r.settings_set, r.settings_reset
                 ));
             }
+            if r.resumed {
+                line.push_str("; it resumed a sync that did not finish");
+            }
             if !r.repaired.is_empty() {
                 line.push_str(&format!(
                     "; repaired, changed on the mirror since its last verified sync: {}",

@@ -141,23 +141,22 @@ async fn take_backup(
             .await
             .map_err(|e| FIRST_SYNC.target("reading the mirror's state failed", e))?;
         match state {
-            Some(st) if st.verified => {
-                match sync::run(ctx, &source, &spec, &client, &st, cancel.clone()).await {
-                    Ok(sync::Outcome::Synced(done)) => {
-                        synced = Some((mirror.clone(), client, *done));
-                    }
-                    Ok(sync::Outcome::Rebuild(why)) => rebuild_why = why,
-                    Err(e) if !*cancel.borrow() => {
-                        ctx.actions.warning(&format!(
-                            "the incremental sync failed, so the mirror is rebuilt in full: {}",
-                            crate::actions::one_line(&e.render())
-                        ));
-                        rebuild_why = "the incremental sync failed".into();
-                    }
-                    Err(e) => return Err(e),
+            // An unverified state is a sync that did not finish (a rebuild records none until it is
+            // verified): the definitions are those of the last verified sync, so it is resumed.
+            Some(st) => match sync::run(ctx, &source, &spec, &client, &st, cancel.clone()).await {
+                Ok(sync::Outcome::Synced(done)) => {
+                    synced = Some((mirror.clone(), client, *done));
                 }
-            }
-            Some(_) => rebuild_why = "the mirror's last sync did not finish".into(),
+                Ok(sync::Outcome::Rebuild(why)) => rebuild_why = why,
+                Err(e) if !*cancel.borrow() => {
+                    ctx.actions.warning(&format!(
+                        "the incremental sync failed, so the mirror is rebuilt in full: {}",
+                        crate::actions::one_line(&e.render())
+                    ));
+                    rebuild_why = "the incremental sync failed".into();
+                }
+                Err(e) => return Err(e),
+            },
             None => rebuild_why = "the mirror has no record of a verified sync".into(),
         }
     }

@@ -36,6 +36,9 @@ pub struct SyncReport {
     pub tables_changed: Vec<String>,
     /// Tables that differed from what the last verified sync left (changed behind the tool's back).
     pub repaired: Vec<String>,
+    /// The last sync did not finish: this one took it up. Tables that sync had merged differ from
+    /// what the last verified sync left as a tampered table would, so none is named as repaired.
+    pub resumed: bool,
     /// Changed tables brought over by their rows written since the last sync alone.
     pub tables_written_since: usize,
     /// Tables those rows did not bring to the source's content (deleted rows): narrowed down by digests.
@@ -134,8 +137,12 @@ pub(crate) async fn run(
     }
     let mut report = SyncReport {
         schema_bytes: schema.bytes,
+        resumed: !state.verified,
         ..SyncReport::default()
     };
+    if report.resumed {
+        tracing::info!("the mirror's last sync did not finish: this run resumes it (tables it merged are compared by digests)");
+    }
     state::mark_syncing(mirror, &ctx.run_id)
         .await
         .map_err(|e| FAIL.target("marking the mirror as being synced failed", e))?;
@@ -191,7 +198,9 @@ pub(crate) async fn run(
         .filter(|(s, n)| before.table(s, n) != stored.table(s, n))
         .cloned()
         .collect();
-    report.repaired = tampered.iter().map(|(s, n)| format!("{s}.{n}")).collect();
+    if !report.resumed {
+        report.repaired = tampered.iter().map(|(s, n)| format!("{s}.{n}")).collect();
+    }
     tracing::info!(
         compared = report.tables_compared,
         changed = changed.len(),
@@ -271,8 +280,10 @@ pub(crate) async fn run(
         // A table whose row count came out right holds every row the last verified sync left plus
         // the source's written rows, minus nothing the source deleted (a delete, or a key that moved,
         // leaves the count off). Differing still, it was changed on the mirror behind our back.
-        for (schema, name) in counted.iter().filter(|t| !checked.contains_key(*t)) {
-            report.repaired.push(format!("{schema}.{name}"));
+        if !report.resumed {
+            for (schema, name) in counted.iter().filter(|t| !checked.contains_key(*t)) {
+                report.repaired.push(format!("{schema}.{name}"));
+            }
         }
         report.repaired.sort();
         let missed: Vec<TableShape> = shapes
