@@ -141,7 +141,7 @@ pub(crate) async fn run(
         ..SyncReport::default()
     };
     if report.resumed {
-        tracing::info!("the mirror's last sync did not finish: this run resumes it (tables it merged are compared by digests)");
+        tracing::info!("the mirror's last sync did not finish: this run resumes it");
     }
     state::mark_syncing(mirror, &ctx.run_id)
         .await
