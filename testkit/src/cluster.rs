@@ -251,6 +251,31 @@ impl Cluster {
         self.stop_with_mode("fast");
     }
 
+    /// Starts a stopped server again on the port it had: its URLs, and what a tool fingerprints from
+    /// them, stay the same (a source that comes back). Panics if it does not start.
+    pub fn start_again(&mut self) {
+        assert!(!self.running, "the cluster is running");
+        let out = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-o", &format!("-p {}", self.port), "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn pg_ctl start");
+        assert!(
+            out.status.success(),
+            "PostgreSQL {} test cluster did not start again on port {}: {}",
+            self.major,
+            self.port,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        self.running = true;
+        self.pid = self.read_postmaster_pid();
+    }
+
     /// A command for a client tool of this cluster's major, with a clean environment (no PG*
     /// variables from the caller leak in).
     pub(crate) fn client_command(&self, tool: &str) -> Command {
