@@ -1,8 +1,9 @@
 //! Faults in the middle of an incremental sync, through the real binary: a run cut off while it merges
 //! leaves no backup and an unverified mirror, and the next run resumes the sync (only what changed, no
-//! rebuild) into an exact copy; a run whose backup branch cannot be created leaves the verified mirror,
-//! and the next run snapshots it. The moment of each fault is pinned by a lock the test holds on the
-//! mirror, never by a sleep.
+//! rebuild) into an exact copy; a source that stops answering mid-sync fails the run without a rebuild
+//! (which would retire the mirror and fail too), and the next run resumes once it is back; a run whose
+//! backup branch cannot be created leaves the verified mirror, and the next run snapshots it. The moment
+//! of each fault is pinned by a lock the test holds on the mirror, never by a sleep.
 
 mod support;
 
@@ -209,6 +210,98 @@ async fn a_backup_branch_that_cannot_be_created_is_made_by_the_next_run() {
         next.describe()
     );
     let backup = next.output("backup-branch").expect("backup-branch");
+    assert_eq!(
+        world.psql_branch(&backup, CONTENT),
+        world.source.psql("postgres", CONTENT)
+    );
+}
+
+/// A day's changes that leave every table's row count as it was: the rows written since the last sync
+/// are merged first, and public.gated (a row deleted, one added) then needs the source once more, for
+/// its digests.
+const CHANGE_KEEPING_COUNTS: &str = "
+UPDATE public.entries SET v = v + 1 WHERE id % 100 = 3;
+UPDATE public.gated SET v = -v WHERE id % 50 = 1;
+DELETE FROM public.gated WHERE id = 2;
+INSERT INTO public.gated VALUES (100000, 7);
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_source_going_away_mid_sync_keeps_the_mirror_for_the_next_run() {
+    let mut world = World::start(15).await;
+    world.source.psql("postgres", SCHEMA);
+    let first = world.cli().run(&["backup-run"]);
+    assert_eq!(first.code, 0, "{}", first.describe());
+    let db = mirror_db(&world);
+    let mirror_id = world.branch("supaneon-mirror").expect("the mirror")["id"].clone();
+    world.source.psql("postgres", CHANGE_KEEPING_COUNTS);
+
+    let gate = world.neon_pg.admin_client(&db).await;
+    gate.batch_execute("BEGIN; LOCK TABLE public.gated IN SHARE MODE")
+        .await
+        .unwrap();
+    let cli = world.cli();
+    let child = cli.spawn(&["backup-run"]);
+    wait_until(
+        "the merge of public.gated to wait",
+        Duration::from_secs(120),
+        || {
+            count(
+                &world,
+                &db,
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND application_name = 'supaneon-sync' AND datname = current_database()",
+            ) == 1
+        },
+    );
+    world.source.stop();
+    gate.batch_execute("COMMIT").await.unwrap();
+    let failed = child.wait();
+    no_secrets(&failed);
+    assert_eq!(failed.code, 1, "{}", failed.describe());
+    assert!(
+        failed.stderr.contains("Supabase database"),
+        "{}",
+        failed.describe()
+    );
+    // No rebuild was tried: the same mirror, not retired, and no new backup.
+    assert_eq!(
+        world.branch("supaneon-mirror").expect("the mirror")["id"],
+        mirror_id,
+        "{:?}\n{}",
+        world.branch_names(),
+        failed.describe()
+    );
+    assert!(
+        !world
+            .branch_names()
+            .iter()
+            .any(|n| n.starts_with("supaneon-mirror-retired")),
+        "{:?}",
+        world.branch_names()
+    );
+    assert_eq!(backups(&world).len(), 1, "{:?}", world.branch_names());
+    assert_eq!(
+        world
+            .neon_pg
+            .psql(&db, "SELECT verified FROM supaneon_sync.mirror_state")
+            .trim(),
+        "f"
+    );
+
+    // The source comes back: the next run resumes the sync.
+    world.source.start_again();
+    let resumed = world.cli().run(&["backup-run"]);
+    no_secrets(&resumed);
+    assert_eq!(resumed.code, 0, "{}", resumed.describe());
+    assert!(
+        resumed
+            .stdout
+            .contains("it resumed a sync that did not finish"),
+        "{}",
+        resumed.describe()
+    );
+    let backup = resumed.output("backup-branch").expect("backup-branch");
     assert_eq!(
         world.psql_branch(&backup, CONTENT),
         world.source.psql("postgres", CONTENT)

@@ -149,6 +149,12 @@ async fn take_backup(
                 }
                 Ok(sync::Outcome::Rebuild(why)) => rebuild_why = why,
                 Err(e) if !*cancel.borrow() => {
+                    // A rebuild retires the old mirror first, then reads the whole source: with the
+                    // source not answering it would fail as well, and leave the next run a rebuild to
+                    // do where it could have resumed this sync.
+                    if !source_answers(&source.spec).await {
+                        return Err(source_gone(e));
+                    }
                     ctx.actions.warning(&format!(
                         "the incremental sync failed, so the mirror is rebuilt in full: {}",
                         crate::actions::one_line(&e.render())
@@ -379,6 +385,30 @@ async fn rebuild(
         branch: made.branch,
         annotations: request.annotations,
     })
+}
+
+/// A sync's failure once the source no longer answers: said first, since the step that failed (a
+/// digest, a merge) only says that its connection closed.
+fn source_gone(e: Error) -> Error {
+    match e {
+        Error::Failed(mut failure) => {
+            failure.what = format!(
+                "the Supabase database stopped answering during the sync ({})",
+                failure.what
+            );
+            failure.hint = "check that the Supabase project is up (a paused free project is restored from its dashboard) and run again: the next run resumes the sync, it does not rebuild the mirror".into();
+            failure.into()
+        }
+        other => other,
+    }
+}
+
+/// Whether the source takes a new session and answers a query.
+async fn source_answers(spec: &ConnSpec) -> bool {
+    match conn::connect(spec, APP_NAME).await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// Creates `backup-<ts>` as a child of the verified mirror. Returns (name, id).
