@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The dependency policy (deny.toml), offline: cargo deny's bans, licenses and sources checks on the project,
-# then proof that the check bites: a fixture crate under a license deny.toml does not allow must fail it,
+# The dependency policy (deny.toml): the locked crates fetched, then cargo deny's bans, licenses and sources
+# checks on the project, offline; then proof that the check bites: a fixture crate under a license deny.toml does not allow must fail it,
 # and the same fixture under MIT must pass (so the failure is the license, not the set-up).
 # The advisories check needs the RustSec database from GitHub: .github/workflows/advisories.yml runs it.
 # Installs cargo-deny idempotently into .cache/cargo-deny (from crates.io, about 2 minutes the first time).
@@ -17,6 +17,9 @@ if [[ "$("$deny" --version 2>/dev/null || true)" != "cargo-deny $version" ]]; th
   # cargo's own temporary target directory: nothing of this build lands in the project's target.
   env -u CARGO_TARGET_DIR cargo install --quiet --locked --force --root "$root" cargo-deny --version "$version"
 fi
+
+log "cargo fetch: the locked crates, so the offline check below finds their sources on a fresh machine"
+cargo fetch --locked --quiet
 
 log "cargo deny: bans, licenses, sources (offline)"
 # --frozen: Cargo.lock as committed, no network. -L error: duplicate versions are warnings, not shown here.
