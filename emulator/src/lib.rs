@@ -14,6 +14,7 @@
 //! - Refusals to delete (default, protected, has children) and `expires_at` violations are 400.
 //! - Point-in-time branching and read-only endpoints are not emulated (400).
 //! - Deleted branches' databases are dropped at once; expired branches are swept on the next request.
+//! - A database created on a branch is empty and all of it counts as written since the branch's creation.
 //! - Storage (`logical_size`, `written_data_bytes`, the project's `synthetic_storage_size`) is measured on
 //!   the backing cluster's relation files when read, and billed by Neon's rule (see `storage`).
 

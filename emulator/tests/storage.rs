@@ -123,3 +123,106 @@ async fn children_pay_for_what_they_write_and_roots_for_what_they_hold() {
     }
     env.finish().await;
 }
+
+/// A database dropped and created again on a child (how a mirror is rebuilt in place): the new one holds
+/// none of the parent's pages, so the child pays what it writes into it, never more than its size; its
+/// own child keeps the old content. The answers follow the spec: `{database, operations}`, 201 on create,
+/// 409 for a name taken, 404 for an unknown owner, 204 for a database already gone.
+#[tokio::test]
+async fn a_database_created_again_is_written_in_full_and_its_children_keep_the_old_one() {
+    let env = Env::start().await;
+    let created = env
+        .create_branch(json!({"branch": {"name": "mirror"}, "endpoints": [{"type": "read_write"}]}))
+        .await;
+    let mirror = created["branch"]["id"].as_str().unwrap().to_string();
+    psql_uri(
+        &env.cluster,
+        &env.uri(&mirror).await,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, repeat('x', {ROW_BYTES}) FROM generate_series(1, {ROWS}) g"
+        ),
+    );
+    env.wait_idle().await;
+    let snapshot = env
+        .create_branch(json!({"branch": {"name": "snapshot", "parent_id": mirror}, "endpoints": [{"type": "read_write"}]}))
+        .await;
+    let snapshot = snapshot["branch"]["id"].as_str().unwrap().to_string();
+    env.wait_idle().await;
+
+    let path = format!("/branches/{mirror}/databases");
+    let dropped = env.delete(&format!("{path}/neondb")).await;
+    assert_eq!(dropped.status, 200, "{}", dropped.body);
+    assert_eq!(dropped.body["database"]["name"], "neondb");
+    let actions: Vec<&str> = dropped.body["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["apply_config"], "{}", dropped.body);
+    env.wait_idle().await;
+    assert_eq!(env.delete(&format!("{path}/neondb")).await.status, 204);
+    assert_eq!(env.get(&format!("{path}/neondb")).await.status, 404);
+    assert_eq!(
+        env.get(&format!(
+            "/connection_uri?branch_id={mirror}&database_name=neondb&role_name=neondb_owner"
+        ))
+        .await
+        .status,
+        404,
+        "no database, no connection URI"
+    );
+
+    let body = json!({"database": {"name": "neondb", "owner_name": "neondb_owner"}});
+    let made = env.post(&path, Some(body.clone())).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["database"]["owner_name"], "neondb_owner");
+    env.wait_idle().await;
+    assert_eq!(env.post(&path, Some(body)).await.status, 409);
+    let stranger = json!({"database": {"name": "other", "owner_name": "nobody_here"}});
+    assert_eq!(env.post(&path, Some(stranger)).await.status, 404);
+    assert_eq!(
+        env.post(&path, Some(json!({"database": {"name": "x"}})))
+            .await
+            .status,
+        400
+    );
+
+    // Empty again, and a fresh database's files are all written since the branch's creation.
+    let uri = env.uri(&mirror).await;
+    assert_eq!(
+        psql_uri(
+            &env.cluster,
+            &uri,
+            "SELECT count(*) FROM pg_class WHERE relname = 't'"
+        )
+        .trim(),
+        "0"
+    );
+    let (logical, written) = sizes(&branch(&env, &mirror).await);
+    assert!(written > 0 && written <= logical, "{written} of {logical}");
+    psql_uri(
+        &env.cluster,
+        &uri,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, repeat('z', {ROW_BYTES}) FROM generate_series(1, {ROWS}) g"
+        ),
+    );
+    let (logical, written) = sizes(&branch(&env, &mirror).await);
+    assert_eq!(
+        written, logical,
+        "a database made after the branch is all its own"
+    );
+    // The snapshot still holds the old rows and wrote nothing.
+    let old = psql_uri(
+        &env.cluster,
+        &env.uri(&snapshot).await,
+        "SELECT count(*) FROM t WHERE v LIKE 'x%'",
+    );
+    assert_eq!(old.trim(), ROWS.to_string());
+    let (_, snapshot_written) = sizes(&branch(&env, &snapshot).await);
+    assert!(snapshot_written < logical / 50, "{snapshot_written}");
+    env.finish().await;
+}

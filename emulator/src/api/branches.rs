@@ -1,4 +1,4 @@
-//! Branch endpoints: list, count, create, read, update, delete, set-default and per-branch lists.
+//! Branch endpoints: list, count, create, read, update, delete, set-default, and the branch's endpoints and roles.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -708,23 +708,6 @@ pub(crate) async fn endpoints(
     ok(StatusCode::OK, json!({ "endpoints": eps }))
 }
 
-pub(crate) async fn databases(
-    State(app): State<Shared>,
-    Path((project_id, branch_id)): Path<(String, String)>,
-) -> ApiResult {
-    app.check_project(&project_id)?;
-    let st = app.state();
-    let b = st
-        .branch(&branch_id)
-        .ok_or_else(|| branch_not_found(&branch_id))?;
-    let dbs: Vec<Value> = b
-        .databases
-        .iter()
-        .map(|d| st.database_json(&b.id, d))
-        .collect();
-    ok(StatusCode::OK, json!({ "databases": dbs }))
-}
-
 pub(crate) async fn roles(
     State(app): State<Shared>,
     Path((project_id, branch_id)): Path<(String, String)>,
@@ -759,26 +742,6 @@ pub(crate) async fn reveal_password(
         ));
     }
     ok(StatusCode::OK, json!({ "password": role.password }))
-}
-
-pub(crate) async fn database(
-    State(app): State<Shared>,
-    Path((project_id, branch_id, name)): Path<(String, String, String)>,
-) -> ApiResult {
-    app.check_project(&project_id)?;
-    let st = app.state();
-    let b = st
-        .branch(&branch_id)
-        .ok_or_else(|| branch_not_found(&branch_id))?;
-    let d = b
-        .databases
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("database {name} not found")))?;
-    ok(
-        StatusCode::OK,
-        json!({ "database": st.database_json(&b.id, d) }),
-    )
 }
 
 pub(crate) async fn role(

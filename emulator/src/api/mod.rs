@@ -2,6 +2,7 @@
 //! passes (request id, auth, expiry sweep, faults, recording).
 
 pub(crate) mod branches;
+pub(crate) mod databases;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub(crate) mod pipeline;
@@ -60,7 +61,7 @@ pub(crate) fn router(app: Shared) -> Router {
         )
         .route(
             &format!("{p}/branches/{{branch_id}}/databases"),
-            get(branches::databases),
+            get(databases::list).post(databases::create),
         )
         .route(
             &format!("{p}/branches/{{branch_id}}/roles"),
@@ -68,7 +69,7 @@ pub(crate) fn router(app: Shared) -> Router {
         )
         .route(
             &format!("{p}/branches/{{branch_id}}/databases/{{database_name}}"),
-            get(branches::database),
+            get(databases::get_one).delete(databases::delete),
         )
         .route(
             &format!("{p}/branches/{{branch_id}}/roles/{{role_name}}"),
