@@ -24,8 +24,9 @@ pub enum BranchKind {
     RestoreTest { at: DateTime<Utc> },
     /// `supaneon-mirror`: the branch the snapshot strategy syncs; backups are its children.
     Mirror,
-    /// `supaneon-mirror-retired-YYYYMMDDTHHMMSSZ`: a mirror replaced by a full rebuild, kept while backups
-    /// are its children.
+    /// `supaneon-mirror-retired-YYYYMMDDTHHMMSSZ`: a mirror that a full rebuild replaced, kept while
+    /// backups are its children (prune deletes it after them). Left by versions before 2026-12-01; a
+    /// rebuild now empties the mirror in place.
     RetiredMirror { at: DateTime<Utc> },
     /// Any other name: not ours.
     Foreign,
@@ -80,11 +81,6 @@ pub fn backup_name(at: DateTime<Utc>) -> String {
 /// `backup-<ts>-incomplete`, the name the branch carries until it is verified.
 pub fn incomplete_backup_name(at: DateTime<Utc>) -> String {
     format!("{}-incomplete", backup_name(at))
-}
-
-/// `supaneon-mirror-retired-<ts>`: the name a mirror takes when a full rebuild replaces it.
-pub fn retired_mirror_name(at: DateTime<Utc>) -> String {
-    format!("{RETIRED_MIRROR_PREFIX}{}", stamp(at))
 }
 
 /// `restore-test-<ts>`.

@@ -1,7 +1,7 @@
 //! Faults in the middle of an incremental sync, through the real binary: a run cut off while it merges
 //! leaves no backup and an unverified mirror, and the next run resumes the sync (only what changed, no
 //! rebuild) into an exact copy; a source that stops answering mid-sync fails the run without a rebuild
-//! (which would retire the mirror and fail too), and the next run resumes once it is back; a run whose
+//! (which would empty the mirror and fail too), and the next run resumes once it is back; a run whose
 //! backup branch cannot be created leaves the verified mirror, and the next run snapshots it. The moment
 //! of each fault is pinned by a lock the test holds on the mirror, never by a sleep.
 
@@ -264,21 +264,14 @@ async fn the_source_going_away_mid_sync_keeps_the_mirror_for_the_next_run() {
         "{}",
         failed.describe()
     );
-    // No rebuild was tried: the same mirror, not retired, and no new backup.
+    // No rebuild was tried: the same mirror, its database not emptied (its state is still there,
+    // unverified, below), and no new backup.
     assert_eq!(
         world.branch("supaneon-mirror").expect("the mirror")["id"],
         mirror_id,
         "{:?}\n{}",
         world.branch_names(),
         failed.describe()
-    );
-    assert!(
-        !world
-            .branch_names()
-            .iter()
-            .any(|n| n.starts_with("supaneon-mirror-retired")),
-        "{:?}",
-        world.branch_names()
     );
     assert_eq!(backups(&world).len(), 1, "{:?}", world.branch_names());
     assert_eq!(

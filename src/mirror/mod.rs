@@ -134,7 +134,24 @@ async fn take_backup(
 
     let mut rebuild_why = "the first run builds the mirror".to_string();
     let mut synced = None;
+    let mut mirror_database = None;
     if let Some(mirror) = &existing {
+        mirror_database = neon
+            .list_databases(&mirror.branch.id)
+            .await
+            .map_err(|e| {
+                e.into_failure("no backup was made by this run; earlier backups are untouched")
+            })?
+            .into_iter()
+            .find(|d| d.name == settings.database);
+        if mirror_database.is_none() {
+            rebuild_why = format!(
+                "the mirror has no database {} (a rebuild that did not finish)",
+                settings.database
+            );
+        }
+    }
+    if let Some(mirror) = existing.as_ref().filter(|_| mirror_database.is_some()) {
         let (spec, client) = connect_mirror(neon, settings, mirror).await?;
         lock(&client).await?;
         let state = state::read(&client)
@@ -149,7 +166,7 @@ async fn take_backup(
                 }
                 Ok(sync::Outcome::Rebuild(why)) => rebuild_why = why,
                 Err(e) if !*cancel.borrow() => {
-                    // A rebuild retires the old mirror first, then reads the whole source: with the
+                    // A rebuild empties the mirror first, then reads the whole source: with the
                     // source not answering it would fail as well, and leave the next run a rebuild to
                     // do where it could have resumed this sync.
                     if !source_answers(&source.spec).await {
@@ -187,21 +204,17 @@ async fn take_backup(
         }
         None => {
             tracing::info!("rebuilding the mirror in full: {rebuild_why}");
-            let fresh = rebuild(
-                ctx,
-                neon,
-                &project,
-                parent_id,
-                existing.as_ref().map(|branch| OldMirror {
-                    branch,
-                    has_children: branches
-                        .iter()
-                        .any(|b| b.branch.parent_id.as_deref() == Some(branch.branch.id.as_str())),
-                }),
-                &fingerprint,
-                &created,
-            )
-            .await?;
+            let fresh = match existing {
+                Some(mirror) => {
+                    let owner =
+                        mirror_database.map_or_else(|| settings.role.clone(), |d| d.owner_name);
+                    empty_mirror(neon, &mirror, &settings.database, &owner).await?;
+                    mirror
+                }
+                None => {
+                    create_mirror(ctx, neon, &project, parent_id, &fingerprint, &created).await?
+                }
+            };
             let (spec, client) = connect_mirror(neon, settings, &fresh).await?;
             lock(&client).await?;
             let restored =
@@ -335,43 +348,42 @@ async fn lock(client: &Client) -> Result<()> {
     )
 }
 
-/// The mirror a rebuild replaces, and whether backups depend on it.
-struct OldMirror<'a> {
-    branch: &'a BranchInfo,
-    has_children: bool,
+/// Empties the mirror for a full rebuild: its database is deleted and created again, empty, through
+/// Neon's API. The branch stays, and so do its backups (children, copy-on-write, holding the old
+/// content), so a rebuild takes no second branch slot and, by Neon's rule (a child pays at most its
+/// logical size), no storage beyond the one mirror's. A rebuild that fails after this leaves a mirror
+/// without a verified sync (or without its database), which the next run rebuilds again.
+async fn empty_mirror(
+    neon: &NeonClient,
+    mirror: &BranchInfo,
+    database: &str,
+    owner: &str,
+) -> Result<()> {
+    let impact = "no backup was made by this run; earlier backups are untouched, and the next run rebuilds the mirror";
+    neon.delete_database(&mirror.branch.id, database)
+        .await
+        .map_err(|e| e.into_failure(impact))?;
+    neon.create_database(&mirror.branch.id, database, owner)
+        .await
+        .map_err(|e| e.into_failure(impact))?;
+    tracing::info!(
+        branch = MIRROR_NAME,
+        database,
+        "the mirror's database was emptied for the rebuild"
+    );
+    Ok(())
 }
 
-/// Replaces the mirror with a fresh, empty one: the old one is deleted when no backup depends on it,
-/// and otherwise renamed `supaneon-mirror-retired-<ts>` (prune deletes it once its last backup goes).
-async fn rebuild(
+/// Creates the mirror, empty, as a child of the parent branch.
+async fn create_mirror(
     ctx: &RunContext,
     neon: &NeonClient,
     project: &crate::neon::Project,
     parent_id: Option<String>,
-    old: Option<OldMirror<'_>>,
     fingerprint: &str,
     created: &Mutex<Option<PendingBranch>>,
 ) -> Result<BranchInfo> {
     let impact = "no backup was made by this run; earlier backups are untouched";
-    if let Some(OldMirror {
-        branch: old,
-        has_children,
-    }) = old
-    {
-        if has_children {
-            let retired = branches::retired_mirror_name(Utc::now());
-            neon.rename_branch(&old.branch.id, &retired)
-                .await
-                .map_err(|e| e.into_failure(impact))?;
-            ctx.actions.info(&format!(
-                "the old mirror is kept as {retired} while backups depend on it; prune deletes it after them"
-            ));
-        } else {
-            neon.delete_branch(&old.branch.id)
-                .await
-                .map_err(|e| e.into_failure(impact))?;
-        }
-    }
     let request = CreateBranch {
         name: MIRROR_NAME.to_string(),
         parent_id,

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use tokio::time::Instant;
@@ -334,6 +335,66 @@ impl NeonClient {
             )
             .await?;
         Ok(decode::<DatabasesResponse>(&call, &reply)?.databases)
+    }
+
+    /// Creates an empty database on the branch, owned by `owner`, and waits for its operations. Safe to
+    /// repeat after an ambiguous failure: a 409 for a database of that name and owner is success.
+    pub async fn create_database(
+        &self,
+        branch_id: &str,
+        name: &str,
+        owner: &str,
+    ) -> Result<(), NeonError> {
+        let call = format!("create database {name} on branch {branch_id}");
+        let body = serde_json::json!({ "database": { "name": name, "owner_name": owner } });
+        let request = Request::with(
+            Method::POST,
+            self.project_path(&format!("/branches/{branch_id}/databases")),
+            Some(body),
+        );
+        match self.execute(&call, request).await {
+            Ok(reply) => {
+                let created: DatabaseOperationsResponse = decode(&call, &reply)?;
+                self.wait_for_operations(&created.operations).await?;
+                info!(branch_id, database = name, "created database");
+                Ok(())
+            }
+            Err(error) if error.status() == Some(409) => {
+                let ours = self
+                    .list_databases(branch_id)
+                    .await?
+                    .iter()
+                    .any(|d| d.name == name && d.owner_name == owner);
+                if ours {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Deletes a database of the branch and waits for its operations; a database already gone (204) is
+    /// success.
+    pub async fn delete_database(&self, branch_id: &str, name: &str) -> Result<(), NeonError> {
+        let call = format!("delete database {name} of branch {branch_id}");
+        let request = Request::with(
+            Method::DELETE,
+            self.project_path(&format!(
+                "/branches/{branch_id}/databases/{}",
+                utf8_percent_encode(name, NON_ALPHANUMERIC)
+            )),
+            None,
+        );
+        let reply = self.execute(&call, request).await?;
+        if reply.status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let deleted: DatabaseOperationsResponse = decode(&call, &reply)?;
+        self.wait_for_operations(&deleted.operations).await?;
+        info!(branch_id, database = name, "deleted database");
+        Ok(())
     }
 
     pub async fn list_roles(&self, branch_id: &str) -> Result<Vec<Role>, NeonError> {

@@ -301,6 +301,13 @@ pub(crate) struct DatabasesResponse {
     pub databases: Vec<Database>,
 }
 
+/// The answer to creating or deleting a database: `{database, operations}`.
+#[derive(Deserialize)]
+pub(crate) struct DatabaseOperationsResponse {
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+}
+
 #[derive(Deserialize)]
 pub(crate) struct RolesResponse {
     pub roles: Vec<Role>,
