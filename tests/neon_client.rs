@@ -1,6 +1,8 @@
 //! The Neon client against the local Neon emulator (backed by a real PostgreSQL 15 cluster): every call,
-//! the retry table, pagination, operation polling, non-idempotent safety and secret hygiene.
+//! the retry table, pagination, operation polling and secret hygiene (`neon_client_idempotence`: calls
+//! whose answer was lost).
 
+mod neon_env;
 #[path = "support/neon_log.rs"]
 mod neon_log;
 #[path = "support/neon_pg.rs"]
@@ -10,96 +12,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use neon_emulator::{BackingPostgres, Emulator, EmulatorConfig, FaultAction, FaultRule};
+use neon_emulator::{FaultAction, FaultRule};
+use neon_env::{backup, start, start_with, status_fault, API_KEY, PROJECT};
 use supaneon_sync::neon::{
-    CreateBranch, Deleted, EndpointType, NeonClient, NeonError, NeonErrorKind, NeonSettings,
+    CreateBranch, Deleted, EndpointType, NeonClient, NeonError, NeonErrorKind,
 };
 use supaneon_sync::secret::Secret;
-use supaneon_testkit::{Cluster, ClusterOptions};
-
-const PROJECT: &str = "quiet-river-12345678";
-/// Distinctive, so a leak anywhere is unmistakable.
-const API_KEY: &str = "napi_k3yLEAKcanary7Qz9XvB2mN4pR8sT";
-
-struct Env {
-    emu: Emulator,
-    cluster: Cluster,
-}
-
-async fn start_with(tweak: impl FnOnce(&mut EmulatorConfig)) -> Env {
-    neon_log::capture();
-    let cluster = Cluster::start(ClusterOptions {
-        major: 15,
-        superuser: "cloud_admin".into(),
-    });
-    let backing = BackingPostgres {
-        admin_conninfo: cluster.admin_conninfo("postgres"),
-        public_host: "127.0.0.1".into(),
-        public_port: cluster.port(),
-        uri_query: neon_emulator::NEON_URI_QUERY.into(),
-    };
-    let mut cfg = EmulatorConfig::new(backing, API_KEY, PROJECT, 15);
-    cfg.operation_step = Duration::from_millis(30);
-    tweak(&mut cfg);
-    let emu = Emulator::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("start the Neon emulator");
-    Env { emu, cluster }
-}
-
-async fn start() -> Env {
-    start_with(|_| {}).await
-}
-
-impl Env {
-    fn settings(&self) -> NeonSettings {
-        NeonSettings {
-            base_url: self.emu.base_url(),
-            api_key: Secret::new(API_KEY),
-            project_id: PROJECT.into(),
-            call_deadline: Duration::from_secs(30),
-            operation_deadline: Duration::from_secs(30),
-        }
-    }
-
-    fn client(&self) -> NeonClient {
-        NeonClient::new(self.settings()).expect("client")
-    }
-
-    /// Recorded exchanges whose method and path match (path compared by suffix after `/api/v2`).
-    fn count(&self, method: &str, path_suffix: &str) -> usize {
-        self.emu
-            .requests()
-            .iter()
-            .filter(|r| r.method == method && r.path.ends_with(path_suffix))
-            .count()
-    }
-
-    fn branch_names(&self) -> Vec<String> {
-        self.emu
-            .branches()
-            .iter()
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-fn status_fault(status: u16, code: &str, retry_after: Option<&str>) -> FaultAction {
-    FaultAction::Status {
-        status,
-        code: code.into(),
-        message: format!("emulated {status}"),
-        retry_after: retry_after.map(str::to_string),
-    }
-}
-
-fn backup(name: &str) -> CreateBranch {
-    CreateBranch {
-        name: name.into(),
-        with_endpoint: true,
-        ..CreateBranch::default()
-    }
-}
 
 #[tokio::test]
 async fn every_call_round_trips() {
@@ -574,69 +492,6 @@ async fn retry_after_zero_never_makes_a_request_storm() {
         .expect("retried past the transient 422");
 }
 
-#[tokio::test]
-async fn a_lost_create_response_yields_exactly_one_branch() {
-    let env = start().await;
-    let neon = env.client();
-    env.emu
-        .faults()
-        .push(FaultRule::new("/branches", FaultAction::DropResponseAfterApplying).method("POST"));
-    let created = neon
-        .create_branch(&backup("backup-lost-response"))
-        .await
-        .unwrap();
-    assert_eq!(created.branch.name, "backup-lost-response");
-    assert_eq!(
-        created.branch.current_state, "ready",
-        "adoption waits for the operations"
-    );
-    assert!(created.endpoint.is_some());
-    assert_eq!(
-        env.branch_names()
-            .iter()
-            .filter(|n| *n == "backup-lost-response")
-            .count(),
-        1
-    );
-    assert_eq!(env.count("POST", "/branches"), 1, "adopted, not re-created");
-
-    // A 503 first (not applied, but the client cannot know), then the retried POST is applied and its
-    // response lost, then the name lookup itself hits a 503: still exactly one branch, adopted.
-    env.emu
-        .faults()
-        .push(FaultRule::new("/branches", status_fault(503, "", None)).method("POST"));
-    env.emu
-        .faults()
-        .push(FaultRule::new("/branches", FaultAction::DropResponseAfterApplying).method("POST"));
-    let posts_before = env.count("POST", "/branches");
-    let lookup_fault = FaultRule::new(
-        &format!("/projects/{PROJECT}/branches"),
-        status_fault(503, "", None),
-    )
-    .method("GET")
-    .times(1);
-    env.emu.faults().push(lookup_fault);
-    let again = neon
-        .create_branch(&backup("backup-lost-twice"))
-        .await
-        .unwrap();
-    assert_eq!(again.branch.name, "backup-lost-twice");
-    assert!(again.endpoint.is_some());
-    assert_eq!(env.count("POST", "/branches") - posts_before, 2);
-    assert_eq!(
-        env.branch_names()
-            .iter()
-            .filter(|n| *n == "backup-lost-twice")
-            .count(),
-        1
-    );
-    assert_eq!(
-        env.emu.faults().pending(),
-        0,
-        "every injected fault was hit"
-    );
-}
-
 /// The API key and every role password stay out of logs and error texts, whatever happens.
 #[tokio::test]
 async fn secrets_never_reach_logs_or_errors() {
@@ -727,88 +582,4 @@ async fn secrets_never_reach_logs_or_errors() {
             "key leaked: {text}"
         );
     }
-}
-
-/// A create whose answer never arrives (client timeout) is ambiguous too: whether the server applied it
-/// before, after or never, the client ends with exactly one branch of that name.
-#[tokio::test]
-async fn a_timed_out_create_yields_exactly_one_branch() {
-    let env = start().await;
-    // The timeout must be longer than a normal create on this machine (which copies a database), and
-    // the injected delay longer than the timeout: measure a create first.
-    let started = Instant::now();
-    env.client()
-        .create_branch(&backup("backup-warm-up"))
-        .await
-        .unwrap();
-    let timeout = (started.elapsed() * 3).max(Duration::from_secs(2));
-    let mut settings = env.settings();
-    settings.call_deadline = timeout * 6;
-    let neon = NeonClient::new(settings)
-        .unwrap()
-        .with_request_timeout(timeout);
-    env.emu.faults().push(
-        FaultRule::new(
-            "/branches",
-            FaultAction::Delay(timeout + Duration::from_secs(1)),
-        )
-        .method("POST"),
-    );
-    let created = neon
-        .create_branch(&backup("backup-timed-out"))
-        .await
-        .unwrap();
-    assert_eq!(created.branch.name, "backup-timed-out");
-    assert_eq!(env.emu.faults().pending(), 0, "the slow attempt happened");
-    assert_eq!(
-        env.branch_names()
-            .iter()
-            .filter(|n| *n == "backup-timed-out")
-            .count(),
-        1
-    );
-}
-
-/// Renames and deletes whose responses were lost are retried without harm.
-#[tokio::test]
-async fn lost_rename_and_delete_responses_are_safe() {
-    let env = start().await;
-    let neon = env.client();
-    let created = neon
-        .create_branch(&backup("backup-x-incomplete"))
-        .await
-        .unwrap();
-    let id = created.branch.id.clone();
-
-    env.emu.faults().push(
-        FaultRule::new(
-            &format!("/branches/{id}"),
-            FaultAction::DropResponseAfterApplying,
-        )
-        .method("PATCH"),
-    );
-    let renamed = neon.rename_branch(&id, "backup-x").await.unwrap();
-    assert_eq!(renamed.name, "backup-x");
-    assert!(
-        env.count("PATCH", &format!("/branches/{id}")) >= 2,
-        "it was retried"
-    );
-
-    env.emu.faults().push(
-        FaultRule::new(
-            &format!("/branches/{id}"),
-            FaultAction::DropResponseAfterApplying,
-        )
-        .method("DELETE"),
-    );
-    let deleted = neon.delete_branch(&id).await.unwrap();
-    assert_eq!(deleted, Deleted::AlreadyGone, "the retry found it gone");
-    assert_eq!(env.emu.deleted_branch_names(), vec!["backup-x".to_string()]);
-    assert!(!env.branch_names().contains(&"backup-x".to_string()));
-
-    // A branch id that never existed is "already gone" too, not an error.
-    assert_eq!(
-        neon.delete_branch("br-never-was-00000000").await.unwrap(),
-        Deleted::AlreadyGone
-    );
 }
