@@ -12,7 +12,7 @@ REPO=$PWD
 usage() {
   cat <<'EOF'
 usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-build] [--tool PATH] [--compare PATH]
-                       [--keep-log DIR] [--storage-runs N]
+                       [--keep-log DIR] [--storage-runs N] [--migrate-at K]
   --scale S              pgbench scale; the app tables grow with it (default 65: about 1.5 GB on disk)
   --runs N               runs of each method, alternating (default 3)
   --operation-step-ms MS the emulator's time per Neon operation phase (default 20; Neon's API is not measured)
@@ -25,11 +25,14 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
                          wall time; then one snapshot run with nothing changed (default 0: skipped). Before
                          every run, untimed: a checkpoint on both clusters and `sync`
+  --migrate-at K         with --storage-runs: a migration (a column added to pgbench_branches) before daily
+                         run K as well, which makes strategy snapshot rebuild its mirror in full; run K is
+                         reported apart and left out of the 1 % runs' medians (default 0: none)
 The timed runs above use strategy full: each is a complete restore, the measure against the bare pipe.
 EOF
 }
 
-SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG='' TOOL='' COMPARE='' STORAGE_RUNS=0
+SCALE=65 RUNS=3 STEP_MS=20 BUILD=1 KEEP_LOG='' TOOL='' COMPARE='' STORAGE_RUNS=0 MIGRATE_AT=0
 while (($#)); do
   case $1 in
     --scale) SCALE=${2:?}; shift 2 ;;
@@ -40,6 +43,7 @@ while (($#)); do
     --tool) TOOL=$(realpath "${2:?}"); shift 2 ;;
     --compare) COMPARE=$(realpath "${2:?}"); shift 2 ;;
     --storage-runs) STORAGE_RUNS=${2:?}; shift 2 ;;
+    --migrate-at) MIGRATE_AT=${2:?}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -47,6 +51,10 @@ done
 for n in "$SCALE" "$RUNS" "$STEP_MS" "$STORAGE_RUNS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
 done
+if ! [[ $MIGRATE_AT =~ ^[0-9]+$ ]] || ((MIGRATE_AT == 1 || MIGRATE_AT > STORAGE_RUNS)); then
+  echo "--migrate-at must name a daily run after the first, at most --storage-runs: $MIGRATE_AT" >&2
+  exit 2
+fi
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -391,13 +399,20 @@ if ((STORAGE_RUNS > 0)); then
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
         "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = $((i % 100))"
+      # A migration: changed definitions (a column of its own per strategy, the source is shared).
+      ((i != MIGRATE_AT)) || su_psql "$SRC_PORT" supabase_admin bench -c \
+        "ALTER TABLE pgbench_branches ADD COLUMN migrated_$STRATEGY text DEFAULT 'yes'"
       settle
       run_tool "$STRATEGY$i" "$TOOL"
-      READS+=("$(output_of "$STRATEGY$i" source-bytes)")
-      TIMES+=("$TOOL_WALL")
       bt=$(branch_time "$W/tool-$STRATEGY$i.log")
-      BRANCH_TIMES+=("$bt")
-      NET_TIMES+=("$(awk -v a="$TOOL_WALL" -v b="$bt" 'BEGIN { printf "%.2f", a - b }')")
+      if ((i == MIGRATE_AT)); then
+        MIGRATED="$TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
+      else
+        READS+=("$(output_of "$STRATEGY$i" source-bytes)")
+        TIMES+=("$TOOL_WALL")
+        BRANCH_TIMES+=("$bt")
+        NET_TIMES+=("$(awk -v a="$TOOL_WALL" -v b="$bt" 'BEGIN { printf "%.2f", a - b }')")
+      fi
       say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
     done
     src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
@@ -405,6 +420,7 @@ if ((STORAGE_RUNS > 0)); then
     echo "strategy $STRATEGY: $STORAGE_RUNS daily backups (the first on an empty project; 1 % of pgbench_accounts changed before each later one):"
     echo "  source logical size $((src_logical / 1048576)) MB; Neon storage billed by Neon's rule $((billed / 1048576)) MB:" \
       "$(awk -v b="$billed" -v s="$src_logical" 'BEGIN { printf "%.2f", b / s }') × the source"
+    ((MIGRATE_AT == 0)) || echo "  run $MIGRATE_AT, after the migration: $MIGRATED; the other runs below"
     echo "  bytes read from the source per run: ${READS[*]}"
     echo "  wall seconds per run: ${TIMES[*]}"
     [[ $STRATEGY != snapshot ]] ||
@@ -414,7 +430,7 @@ if ((STORAGE_RUNS > 0)); then
     if ((STORAGE_RUNS > 1)); then
       later_reads=$(printf '%s\n' "${READS[@]:1}" | median)
       later_times=$(printf '%s\n' "${TIMES[@]:1}" | median)
-      echo "  a 1 % run (median of runs 2-$STORAGE_RUNS) against the first, full one: reads" \
+      echo "  a 1 % run (median of runs 2-$STORAGE_RUNS$( ((MIGRATE_AT == 0)) || echo " but $MIGRATE_AT")) against the first, full one: reads" \
         "$(awk -v a="$later_reads" -v b="${READS[0]}" 'BEGIN { printf "%.1f %%", 100 * a / b }'), takes" \
         "$(awk -v a="$later_times" -v b="${TIMES[0]}" 'BEGIN { printf "%.1f %%", 100 * a / b }')"
       echo "  a 1 % run against a full backup (median of strategy full's runs: $full_read bytes, $full_time s): reads" \
