@@ -4,7 +4,7 @@
 
 use tokio_postgres::Client;
 
-use crate::config::Config;
+use crate::config::{Config, Strategy};
 use crate::error::{Error, Failure};
 use crate::neon::{NeonClient, Project};
 use crate::pg::conn::{self, ConnSpec};
@@ -127,8 +127,9 @@ pub struct StorageCheck {
     pub warning: Option<String>,
 }
 
-/// `None` when Neon does not report the project's storage.
-pub fn storage_check(project: &Project) -> Option<StorageCheck> {
+/// `None` when Neon does not report the project's storage. The warning says what each backup adds by
+/// `strategy`.
+pub fn storage_check(project: &Project, strategy: Strategy) -> Option<StorageCheck> {
     let billed = project.synthetic_storage_size?;
     let mb = |b: u64| b.div_ceil(1024 * 1024);
     Some(match project.free_plan_storage() {
@@ -144,7 +145,17 @@ pub fn storage_check(project: &Project) -> Option<StorageCheck> {
                 mb(billed),
                 mb(allowance)
             ),
-            warning: (billed * 10 >= allowance * 8).then(|| format!("Neon storage is at {} % of the free plan's {} MB; each full backup adds about the database's size: lower keep-last before it runs out", billed * 100 / allowance, mb(allowance))),
+            warning: (billed * 10 >= allowance * 8).then(|| {
+                let growth = match strategy {
+                    Strategy::Full => "each full backup adds about the database's size: lower keep-last before it runs out",
+                    Strategy::Snapshot => "the mirror holds the database once and each backup what changed before it, so the database's own growth fills the rest: delete data you no longer need, lower keep-last, or move to a paid plan before it runs out",
+                };
+                format!(
+                    "Neon storage is at {} % of the free plan's {} MB; {growth}",
+                    billed * 100 / allowance,
+                    mb(allowance)
+                )
+            }),
         },
         None => StorageCheck {
             fits: true,
@@ -186,20 +197,30 @@ mod tests {
     #[test]
     fn storage_is_judged_against_the_free_plan_and_warned_about_before_it_runs_out() {
         const MB: u64 = 1024 * 1024;
-        assert!(storage_check(&project(None, "free_v3")).is_none());
-        let roomy = storage_check(&project(Some(100 * MB), "free_v3")).unwrap();
+        let check = |p: &Project| storage_check(p, Strategy::Full);
+        assert!(check(&project(None, "free_v3")).is_none());
+        let roomy = check(&project(Some(100 * MB), "free_v3")).unwrap();
         assert!(roomy.fits && roomy.warning.is_none(), "{}", roomy.detail);
         assert!(roomy.detail.contains("100 MB") && roomy.detail.contains("512 MB"));
-        let tight = storage_check(&project(Some(420 * MB), "free_v3")).unwrap();
+        let tight = check(&project(Some(420 * MB), "free_v3")).unwrap();
         assert!(tight.fits);
-        assert!(tight.warning.unwrap().contains("82 %"));
-        let full = storage_check(&project(Some(512 * MB), "free_v3")).unwrap();
+        let warning = tight.warning.unwrap();
+        assert!(warning.contains("82 %") && warning.contains("each full backup adds"));
+        let snapshot = storage_check(&project(Some(420 * MB), "free_v3"), Strategy::Snapshot)
+            .unwrap()
+            .warning
+            .unwrap();
+        assert!(
+            snapshot.contains("82 %") && snapshot.contains("the mirror holds the database once"),
+            "{snapshot}"
+        );
+        let full = check(&project(Some(512 * MB), "free_v3")).unwrap();
         assert!(
             !full.fits && full.detail.contains("keep-last"),
             "{}",
             full.detail
         );
-        let paid = storage_check(&project(Some(5000 * MB), "launch")).unwrap();
+        let paid = check(&project(Some(5000 * MB), "launch")).unwrap();
         assert!(paid.fits && paid.warning.is_none());
     }
 

@@ -144,7 +144,7 @@ async fn online_checks(ctx: &RunContext) -> Vec<String> {
                     let limit = project
                         .branches_limit()
                         .unwrap_or(preflight::FREE_PLAN_BRANCH_LIMIT);
-                    if let Some(storage) = preflight::storage_check(&project) {
+                    if let Some(storage) = preflight::storage_check(&project, config.strategy) {
                         report(storage.fits, "neon storage", storage.detail);
                         if let Some(warning) = storage.warning {
                             a.warning(&warning);
