@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dependency policy (deny.toml): the locked crates fetched, then cargo deny's bans, licenses and sources
-# checks on the project, offline; then proof that the check bites: a fixture crate under a license deny.toml does not allow must fail it,
-# and the same fixture under MIT must pass (so the failure is the license, not the set-up).
+# checks on the project, offline; then proof that the check bites: a fixture crate under a license deny.toml
+# does not allow must fail it, and the same fixture under MIT must pass (so the failure is the license, not
+# the set-up).
 # The advisories check needs the RustSec database from GitHub: .github/workflows/advisories.yml runs it.
 # Installs cargo-deny idempotently into .cache/cargo-deny (from crates.io, about 2 minutes the first time).
 set -euo pipefail
