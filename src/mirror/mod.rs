@@ -146,7 +146,7 @@ async fn take_backup(
             .find(|d| d.name == settings.database);
         if mirror_database.is_none() {
             rebuild_why = format!(
-                "the mirror has no database {} (a rebuild that did not finish)",
+                "the mirror has no database {}: a rebuild did not finish, or neon-database changed",
                 settings.database
             );
         }
