@@ -28,8 +28,9 @@ pub(crate) struct App {
     pub connection_port_override: Mutex<Option<u16>>,
 }
 
-/// The physical database of (branch, database); unique per branch id, at most 63 bytes.
-pub(crate) fn physical_name(branch_id: &str, database: &str) -> String {
+/// The physical database of (branch, database), at most 63 bytes, and none of `taken` (the branch's
+/// others: two names can clean up alike, `a b` and `a_b`); unique per branch id.
+pub(crate) fn physical_name(branch_id: &str, database: &str, taken: &[&str]) -> String {
     let clean: String = database
         .chars()
         .map(|c| {
@@ -40,8 +41,15 @@ pub(crate) fn physical_name(branch_id: &str, database: &str) -> String {
             }
         })
         .collect();
-    let mut name = format!("br_{}_{}", ids::id_suffix(branch_id), clean);
-    name.truncate(63);
+    let mut base = format!("br_{}_{}", ids::id_suffix(branch_id), clean);
+    base.truncate(63);
+    let mut name = base.clone();
+    let mut n = 1;
+    while taken.contains(&name.as_str()) {
+        n += 1;
+        let suffix = format!("_{n}");
+        name = format!("{}{suffix}", &base[..base.len().min(63 - suffix.len())]);
+    }
     name
 }
 
@@ -192,5 +200,25 @@ impl App {
             self.remove_branch(&id).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::physical_name;
+
+    #[test]
+    fn physical_names_stay_unique_and_within_the_identifier_limit() {
+        let branch = "br-quiet-sea-12345678";
+        let first = physical_name(branch, "a b", &[]);
+        assert_eq!(first, "br_12345678_a_b");
+        let second = physical_name(branch, "a_b", &[&first]);
+        assert_eq!(second, "br_12345678_a_b_2");
+        let third = physical_name(branch, "A-b", &[&first, &second]);
+        assert_eq!(third, "br_12345678_a_b_3");
+        let long = "x".repeat(80);
+        let a = physical_name(branch, &long, &[]);
+        let b = physical_name(branch, &format!("{long}y"), &[&a]);
+        assert!(a.len() == 63 && b.len() == 63 && a != b, "{a} {b}");
     }
 }

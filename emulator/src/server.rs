@@ -54,7 +54,7 @@ impl Emulator {
 
         let now = Utc::now();
         let branch_id = ids::branch_id();
-        let physical = physical_name(&branch_id, DEFAULT_DATABASE);
+        let physical = physical_name(&branch_id, DEFAULT_DATABASE, &[]);
         backing.create_database(&physical, OWNER_ROLE).await?;
         let baseline = backing.relation_sizes(&physical).await?;
         let endpoint_id = ids::endpoint_id();

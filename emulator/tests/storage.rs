@@ -224,5 +224,27 @@ async fn a_database_created_again_is_written_in_full_and_its_children_keep_the_o
     assert_eq!(old.trim(), ROWS.to_string());
     let (_, snapshot_written) = sizes(&branch(&env, &snapshot).await);
     assert!(snapshot_written < logical / 50, "{snapshot_written}");
+
+    // Names that clean up alike on the backing cluster are still two databases, and a child copies both.
+    for name in ["a b", "a_b"] {
+        let body = json!({"database": {"name": name, "owner_name": "neondb_owner"}});
+        let made = env.post(&path, Some(body)).await;
+        assert_eq!(made.status, 201, "{name}: {}", made.body);
+        env.wait_idle().await;
+    }
+    let child = env
+        .create_branch(json!({"branch": {"name": "copy", "parent_id": mirror}}))
+        .await;
+    let child = child["branch"]["id"].as_str().unwrap().to_string();
+    env.wait_idle().await;
+    let listed = env.get(&format!("/branches/{child}/databases")).await;
+    let mut names: Vec<&str> = listed.body["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a b", "a_b", "neondb"]);
     env.finish().await;
 }

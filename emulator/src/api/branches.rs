@@ -390,7 +390,8 @@ pub(crate) async fn create(
     // Copy the parent's databases on the backing cluster; undo the copies if one fails.
     let mut copied: Vec<(String, String, String, crate::storage::RelationSizes)> = Vec::new();
     for (name, owner, template) in &plan.databases {
-        let physical = physical_name(&plan.id, name);
+        let taken: Vec<&str> = copied.iter().map(|(_, _, p, _)| p.as_str()).collect();
+        let physical = physical_name(&plan.id, name, &taken);
         let mut result = app.backing.copy_database(template, &physical, owner).await;
         if result.is_ok() {
             copied.push((

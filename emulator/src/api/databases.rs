@@ -131,7 +131,7 @@ pub(crate) async fn create(
     app.check_project(&project_id)?;
     let (name, owner) = create_request(&json_body(&body)?)?;
     let _gate = app.gate.lock().await;
-    {
+    let taken: Vec<String> = {
         let st = app.state();
         let b = st
             .branch(&branch_id)
@@ -144,9 +144,11 @@ pub(crate) async fn create(
         if !b.roles.iter().any(|r| r.name == owner) {
             return Err(ApiError::not_found(format!("role {owner} not found")));
         }
-    }
+        b.databases.iter().map(|d| d.physical.clone()).collect()
+    };
     app.check_unlocked(Utc::now())?;
-    let physical = physical_name(&branch_id, &name);
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
+    let physical = physical_name(&branch_id, &name, &taken);
     app.backing
         .create_database(&physical, &owner)
         .await
