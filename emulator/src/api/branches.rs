@@ -24,7 +24,7 @@ use crate::operations::Operation;
 const MAX_EXPIRY_DAYS: i64 = 30;
 const PROTECTED_REFUSAL: &str = "protected branches are not available on the Free plan (limit: 0)";
 
-fn branch_not_found(id: &str) -> ApiError {
+pub(crate) fn branch_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("branch {id} not found"))
 }
 

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use crate::api::branches::branch_not_found;
 use crate::api::error::{ok, ApiError, ApiResult};
 use crate::api::json_body;
 use crate::api::pipeline::OpFault;
@@ -22,10 +23,6 @@ use crate::operations::Operation;
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
 const MAX_NAME_BYTES: usize = 63;
-
-fn branch_not_found(id: &str) -> ApiError {
-    ApiError::not_found(format!("branch {id} not found"))
-}
 
 pub(crate) async fn list(
     State(app): State<Shared>,
