@@ -121,7 +121,10 @@ pub fn report(ctx: &RunContext, outcome: &BackupOutcome) -> Result<()> {
         outcome.pipeline.sha256,
         outcome.duration.as_secs_f64(),
         m.source_server_version,
-        egress_projection(source_bytes(outcome)),
+        egress_projection(
+            source_bytes(outcome),
+            matches!(outcome.sync, Some(crate::mirror::SyncPath::Full { .. }))
+        ),
         how.replace('|', "/")
     );
     summary.push_str(&report::markdown_table(
@@ -222,15 +225,23 @@ pub(super) fn source_bytes(outcome: &BackupOutcome) -> u64 {
 /// Supabase's free plan includes 5 GB of egress a month, the pooler's traffic counted.
 const FREE_PLAN_EGRESS_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
-/// "124 MB; a backup every day reads about 3.6 GB a month (73 % of the free plan's 5 GB of egress)".
-pub(super) fn egress_projection(bytes: u64) -> String {
+/// "124 MB; a backup every day reads about 3.6 GB a month (73 % of the free plan's 5 GB of egress)". A
+/// mirror restored in full (`mirror_rebuilt`: the first run, or one after a migration) is not what the
+/// daily runs after it read, so its month is said as what a full read every day would cost.
+pub(super) fn egress_projection(bytes: u64, mirror_rebuilt: bool) -> String {
     let month = bytes * 30;
-    format!(
-        "{} MB; a backup every day reads about {:.1} GB a month ({} % of Supabase's free 5 GB of egress)",
-        bytes.div_ceil(1024 * 1024),
-        month as f64 / (1024.0 * 1024.0 * 1024.0),
-        month * 100 / FREE_PLAN_EGRESS_BYTES
-    )
+    let mb = bytes.div_ceil(1024 * 1024);
+    let gb = month as f64 / (1024.0 * 1024.0 * 1024.0);
+    let share = month * 100 / FREE_PLAN_EGRESS_BYTES;
+    if mirror_rebuilt {
+        format!(
+            "{mb} MB, the whole source: the mirror was restored in full, and later runs read only what changed (a full read every day would be {gb:.1} GB a month, {share} % of Supabase's free 5 GB of egress)"
+        )
+    } else {
+        format!(
+            "{mb} MB; a backup every day reads about {gb:.1} GB a month ({share} % of Supabase's free 5 GB of egress)"
+        )
+    }
 }
 
 fn output_failure(e: std::io::Error) -> Error {
@@ -246,10 +257,17 @@ mod tests {
 
     #[test]
     fn egress_is_projected_over_a_month_of_daily_backups() {
-        let text = egress_projection(124 * 1024 * 1024);
+        let text = egress_projection(124 * 1024 * 1024, false);
         assert!(
             text.starts_with("124 MB; a backup every day reads about 3.6 GB a month (72 %"),
             "{text}"
+        );
+        // A rebuild of the mirror is a one-off: its month is not what the next runs will read.
+        let rebuilt = egress_projection(124 * 1024 * 1024, true);
+        assert!(
+            rebuilt.starts_with("124 MB, the whole source: the mirror was restored in full")
+                && rebuilt.contains("a full read every day would be 3.6 GB a month, 72 %"),
+            "{rebuilt}"
         );
     }
 }
