@@ -7,11 +7,7 @@ use supaneon_testkit::test_majors;
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
 fn complete_backups(world: &World) -> Vec<String> {
-    world
-        .branch_names()
-        .into_iter()
-        .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
-        .collect()
+    world.backup_names()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,14 +11,9 @@ use chrono::Utc;
 use neon_emulator::{FaultAction, FaultRule};
 use supaneon_sync::branches;
 use supaneon_testkit::send_signal;
-use support::cli::{wait_until, Run};
+use support::cli::wait_until;
 use support::prune::{branch_id, neon_client, seed_ours, split_names};
-use support::world::{World, API_KEY, SOURCE_PASSWORD};
-
-fn no_secrets(run: &Run) {
-    run.assert_never_shows(SOURCE_PASSWORD);
-    run.assert_never_shows(API_KEY);
-}
+use support::world::{no_secrets, World};
 
 /// Waits until the emulator has taken the one pending fault rule, i.e. the delayed call is in flight.
 fn wait_for_the_delayed_call(world: &World, what: &str) {
@@ -45,11 +40,7 @@ async fn sigterm_after_the_rename_reports_the_verified_backup() {
     let run = child.wait();
     no_secrets(&run);
     assert_eq!(run.code, 1, "{}", run.describe());
-    let complete: Vec<String> = world
-        .branch_names()
-        .into_iter()
-        .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
-        .collect();
+    let complete: Vec<String> = world.backup_names();
     assert_eq!(complete.len(), 1, "{complete:?}\n{}", run.describe());
     let name = &complete[0];
     assert_eq!(run.output("backup-branch").as_deref(), Some(name.as_str()));

@@ -132,13 +132,6 @@ fn assert_born_equal_to_source(world: &World, backup: &str) {
     }
 }
 
-async fn written(world: &World, name: &str) -> i64 {
-    world.emu.refresh_storage().await;
-    world.branch(name).expect("branch")["written_data_bytes"]
-        .as_i64()
-        .expect("written_data_bytes")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
     for major in test_majors() {
@@ -360,7 +353,7 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
 
         // Every backup was written nothing since its creation.
         for b in [&b1, &b2, &bwo, &b3, &b4] {
-            assert_eq!(written(&world, b).await, 0, "{b} was written");
+            assert_eq!(world.written(b).await, 0, "{b} was written");
         }
 
         // The first backup still holds the first state (copy-on-write).

@@ -10,18 +10,9 @@ mod support;
 use std::time::Duration;
 
 use supaneon_testkit::send_signal;
-use support::cli::{wait_until, Run};
-use support::world::{World, API_KEY, SOURCE_PASSWORD};
-
-/// Two tables that change independently (two families, merged side by side on the sync's two streams).
-const SCHEMA: &str = "
-SET ROLE postgres;
-CREATE TABLE public.entries (id int PRIMARY KEY, v int NOT NULL, note text);
-INSERT INTO public.entries SELECT g, g, 'entry ' || g FROM generate_series(1, 40000) g;
-CREATE TABLE public.gated (id int PRIMARY KEY, v int NOT NULL);
-INSERT INTO public.gated SELECT g, g FROM generate_series(1, 2000) g;
-RESET ROLE;
-";
+use support::cli::wait_until;
+use support::mirror::{mirror_db, mirror_id, mirror_verified, CONTENT, TWO_TABLES};
+use support::world::{no_secrets, World};
 
 /// A day's changes: updates, inserts and deletes in both tables.
 const CHANGE: &str = "
@@ -32,52 +23,41 @@ UPDATE public.gated SET v = -v WHERE id % 50 = 1;
 DELETE FROM public.gated WHERE id = 2;
 ";
 
-/// Both tables' rows, counted and digested in a canonical order by the test itself.
-const CONTENT: &str = "
-SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t.id)) FROM public.entries t)
-    || ' ' || (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t.id)) FROM public.gated t);
-";
-
-fn backups(world: &World) -> Vec<String> {
-    world
-        .branch_names()
-        .into_iter()
-        .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
-        .collect()
-}
-
-/// The physical database of the mirror on the emulator's cluster.
-fn mirror_db(world: &World) -> String {
-    let mirror = world.branch("supaneon-mirror").expect("the mirror exists");
-    world
-        .emu
-        .physical_database(mirror["id"].as_str().unwrap(), "neondb")
-        .expect("the mirror's database")
+/// A transaction on the mirror holding a lock on `public.gated`: the run's merge of that table waits for
+/// it, which pins the moment a fault is injected.
+async fn hold_the_gate(world: &World, db: &str) -> tokio_postgres::Client {
+    let gate = world.neon_pg.admin_client(db).await;
+    gate.batch_execute("BEGIN; LOCK TABLE public.gated IN SHARE MODE")
+        .await
+        .unwrap();
+    gate
 }
 
 fn count(world: &World, db: &str, sql: &str) -> i64 {
     world.neon_pg.psql(db, sql).trim().parse().expect("a count")
 }
 
-fn no_secrets(run: &Run) {
-    run.assert_never_shows(SOURCE_PASSWORD);
-    run.assert_never_shows(API_KEY);
+/// Sessions of the tool on the mirror that wait for a lock (the gate).
+fn waiting_at_the_gate(world: &World, db: &str) -> i64 {
+    count(
+        world,
+        db,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND application_name = 'supaneon-sync' AND datname = current_database()",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_cut_off_mid_merge_is_resumed_by_the_next_run() {
     let world = World::start(15).await;
-    world.source.psql("postgres", SCHEMA);
+    world.source.psql("postgres", TWO_TABLES);
     let first = world.cli().run(&["backup-run"]);
     assert_eq!(first.code, 0, "{}", first.describe());
     let db = mirror_db(&world);
     world.source.psql("postgres", CHANGE);
 
     // The gate: the merge into public.gated waits for a lock the test holds on the mirror.
-    let gate = world.neon_pg.admin_client(&db).await;
-    gate.batch_execute("BEGIN; LOCK TABLE public.gated IN SHARE MODE")
-        .await
-        .unwrap();
+    let gate = hold_the_gate(&world, &db).await;
     let cli = world.cli();
     let child = cli.spawn(&["backup-run"]);
     // Cut off once the other table's written rows are merged (committed) and the gated merge waits.
@@ -90,12 +70,7 @@ async fn a_sync_cut_off_mid_merge_is_resumed_by_the_next_run() {
                 &db,
                 "SELECT count(*) FROM public.entries WHERE id > 1000000",
             ) == 50
-                && count(
-                    &world,
-                    &db,
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                     AND application_name = 'supaneon-sync' AND datname = current_database()",
-                ) == 1
+                && waiting_at_the_gate(&world, &db) == 1
         },
     );
     send_signal("TERM", child.pid());
@@ -103,12 +78,9 @@ async fn a_sync_cut_off_mid_merge_is_resumed_by_the_next_run() {
     no_secrets(&cut);
     assert_eq!(cut.code, 1, "{}", cut.describe());
     assert!(cut.stderr.contains("cancelled"), "{}", cut.describe());
-    assert_eq!(backups(&world).len(), 1, "{:?}", world.branch_names());
+    assert_eq!(world.backup_names().len(), 1, "{:?}", world.branch_names());
     assert_eq!(
-        world
-            .neon_pg
-            .psql(&db, "SELECT verified FROM supaneon_sync.mirror_state")
-            .trim(),
+        mirror_verified(&world, &db),
         "f",
         "the cut-off sync left the mirror marked verified"
     );
@@ -162,19 +134,13 @@ async fn a_sync_cut_off_mid_merge_is_resumed_by_the_next_run() {
         world.source.psql("postgres", CONTENT),
         "the resumed sync's backup differs from the source"
     );
-    assert_eq!(
-        world
-            .neon_pg
-            .psql(&db, "SELECT verified FROM supaneon_sync.mirror_state")
-            .trim(),
-        "t"
-    );
+    assert_eq!(mirror_verified(&world, &db), "t");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_branch_that_cannot_be_created_is_made_by_the_next_run() {
     let world = World::start(15).await;
-    world.source.psql("postgres", SCHEMA);
+    world.source.psql("postgres", TWO_TABLES);
     let first = world.cli().run(&["backup-run"]);
     assert_eq!(first.code, 0, "{}", first.describe());
     world.source.psql("postgres", CHANGE);
@@ -188,13 +154,10 @@ async fn a_backup_branch_that_cannot_be_created_is_made_by_the_next_run() {
     no_secrets(&failed);
     assert_eq!(failed.code, 1, "{}", failed.describe());
     assert!(failed.stderr.contains("503"), "{}", failed.describe());
-    assert_eq!(backups(&world).len(), 1, "{:?}", world.branch_names());
+    assert_eq!(world.backup_names().len(), 1, "{:?}", world.branch_names());
     let db = mirror_db(&world);
     assert_eq!(
-        world
-            .neon_pg
-            .psql(&db, "SELECT verified FROM supaneon_sync.mirror_state")
-            .trim(),
+        mirror_verified(&world, &db),
         "t",
         "the sync itself finished"
     );
@@ -229,30 +192,20 @@ INSERT INTO public.gated VALUES (100000, 7);
 #[tokio::test(flavor = "multi_thread")]
 async fn the_source_going_away_mid_sync_keeps_the_mirror_for_the_next_run() {
     let mut world = World::start(15).await;
-    world.source.psql("postgres", SCHEMA);
+    world.source.psql("postgres", TWO_TABLES);
     let first = world.cli().run(&["backup-run"]);
     assert_eq!(first.code, 0, "{}", first.describe());
     let db = mirror_db(&world);
-    let mirror_id = world.branch("supaneon-mirror").expect("the mirror")["id"].clone();
+    let mirror = mirror_id(&world);
     world.source.psql("postgres", CHANGE_KEEPING_COUNTS);
 
-    let gate = world.neon_pg.admin_client(&db).await;
-    gate.batch_execute("BEGIN; LOCK TABLE public.gated IN SHARE MODE")
-        .await
-        .unwrap();
+    let gate = hold_the_gate(&world, &db).await;
     let cli = world.cli();
     let child = cli.spawn(&["backup-run"]);
     wait_until(
         "the merge of public.gated to wait",
         Duration::from_secs(120),
-        || {
-            count(
-                &world,
-                &db,
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND application_name = 'supaneon-sync' AND datname = current_database()",
-            ) == 1
-        },
+        || waiting_at_the_gate(&world, &db) == 1,
     );
     world.source.stop();
     gate.batch_execute("COMMIT").await.unwrap();
@@ -267,20 +220,14 @@ async fn the_source_going_away_mid_sync_keeps_the_mirror_for_the_next_run() {
     // No rebuild was tried: the same mirror, its database not emptied (its state is still there,
     // unverified, below), and no new backup.
     assert_eq!(
-        world.branch("supaneon-mirror").expect("the mirror")["id"],
-        mirror_id,
+        mirror_id(&world),
+        mirror,
         "{:?}\n{}",
         world.branch_names(),
         failed.describe()
     );
-    assert_eq!(backups(&world).len(), 1, "{:?}", world.branch_names());
-    assert_eq!(
-        world
-            .neon_pg
-            .psql(&db, "SELECT verified FROM supaneon_sync.mirror_state")
-            .trim(),
-        "f"
-    );
+    assert_eq!(world.backup_names().len(), 1, "{:?}", world.branch_names());
+    assert_eq!(mirror_verified(&world, &db), "f");
 
     // The source comes back: the next run resumes the sync.
     world.source.start_again();

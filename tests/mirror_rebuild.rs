@@ -8,16 +8,8 @@ mod support;
 
 use supaneon_testkit::test_majors;
 use support::cli::Run;
-use support::world::{World, API_KEY, SOURCE_PASSWORD};
-
-const SCHEMA: &str = "
-SET ROLE postgres;
-CREATE TABLE public.entries (id int PRIMARY KEY, v int NOT NULL, note text);
-INSERT INTO public.entries SELECT g, g, 'entry ' || g FROM generate_series(1, 30000) g;
-CREATE TABLE public.gated (id int PRIMARY KEY, v int NOT NULL);
-INSERT INTO public.gated SELECT g, g FROM generate_series(1, 2000) g;
-RESET ROLE;
-";
+use support::mirror::{mirror_id, CONTENT, TWO_TABLES};
+use support::world::{no_secrets, World};
 
 /// A migration (a new column with a default, a new index) and a few rows changed with it.
 const MIGRATION: &str = "
@@ -36,31 +28,6 @@ INSERT INTO public.later SELECT g, 'later ' || g FROM generate_series(1, 500) g;
 RESET ROLE;
 ";
 
-/// The rows of `public.entries` and `public.gated`, counted and digested by the test itself.
-const CONTENT: &str = "
-SELECT (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t.id)) FROM public.entries t)
-    || ' ' || (SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t.id)) FROM public.gated t);
-";
-
-fn no_secrets(run: &Run) {
-    run.assert_never_shows(SOURCE_PASSWORD);
-    run.assert_never_shows(API_KEY);
-}
-
-fn mirror_id(world: &World) -> String {
-    world.branch("supaneon-mirror").expect("the mirror")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
-
-async fn written(world: &World, name: &str) -> i64 {
-    world.emu.refresh_storage().await;
-    world.branch(name).expect("branch")["written_data_bytes"]
-        .as_i64()
-        .expect("written_data_bytes")
-}
-
 fn rebuilt_because(run: &Run, why: &str) {
     let line = format!("the mirror was restored in full ({why}");
     assert!(run.stdout.contains(&line), "{line}: {}", run.describe());
@@ -70,7 +37,7 @@ fn rebuilt_because(run: &Run, why: &str) {
 async fn a_migration_rebuilds_the_mirror_in_place_and_earlier_backups_keep_their_content() {
     for major in test_majors() {
         let world = World::start(major).await;
-        world.source.psql("postgres", SCHEMA);
+        world.source.psql("postgres", TWO_TABLES);
         let first = world.cli().run(&["backup-run"]);
         assert_eq!(first.code, 0, "PG {major}: {}", first.describe());
         let b1 = first.output("backup-branch").expect("backup-branch");
@@ -118,7 +85,7 @@ async fn a_migration_rebuilds_the_mirror_in_place_and_earlier_backups_keep_their
         // Storage: the backups wrote nothing; the mirror pays at most its size once, though every page
         // of its database was written again.
         for b in [&b1, &b2] {
-            assert_eq!(written(&world, b).await, 0, "{b} was written");
+            assert_eq!(world.written(b).await, 0, "{b} was written");
         }
         world.emu.refresh_storage().await;
         let m = world.branch("supaneon-mirror").expect("the mirror");
@@ -151,7 +118,7 @@ async fn a_migration_rebuilds_the_mirror_in_place_and_earlier_backups_keep_their
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_cut_off_after_the_mirror_was_emptied_is_done_by_the_next_run() {
     let world = World::start(15).await;
-    world.source.psql("postgres", SCHEMA);
+    world.source.psql("postgres", TWO_TABLES);
     let first = world.cli().run(&["backup-run"]);
     assert_eq!(first.code, 0, "{}", first.describe());
     let b1 = first.output("backup-branch").expect("backup-branch");

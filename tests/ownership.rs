@@ -16,12 +16,7 @@ use supaneon_sync::neon::CreateBranch;
 use supaneon_sync::ownership;
 use support::cli::{Cli, Run};
 use support::prune::{branch_id, neon_client, seed_branch, seed_ours, split_names};
-use support::world::{World, API_KEY, PROJECT_ID, SOURCE_PASSWORD};
-
-fn no_secrets(run: &Run) {
-    run.assert_never_shows(SOURCE_PASSWORD);
-    run.assert_never_shows(API_KEY);
-}
+use support::world::{no_secrets, World, API_KEY, PROJECT_ID};
 
 fn names(world: &World) -> BTreeSet<String> {
     world.branch_names().into_iter().collect()
@@ -238,11 +233,7 @@ async fn full_projects_free_a_slot_by_policy_or_name_every_slot() {
     assert_eq!(world.branch_names().len(), 8, "{:?}", world.branch_names());
 
     // 2. Two failed restore tests (kept, not expired) on the newest backups: the older test goes.
-    let kept: Vec<String> = world
-        .branch_names()
-        .into_iter()
-        .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
-        .collect();
+    let kept: Vec<String> = world.backup_names();
     let (newest, second) = (&kept[kept.len() - 1], &kept[kept.len() - 2]);
     let older_test = branches::restore_test_name(now - Duration::hours(30));
     let newer_test = branches::restore_test_name(now - Duration::hours(2));

@@ -7,16 +7,10 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use supaneon_sync::branches::{self, BranchKind};
-use support::cli::Run;
 use support::prune::{
     branch_id, neon_client, next_second, planned_deletions, seed_branch, seed_ours, split_names,
 };
-use support::world::{World, API_KEY, SOURCE_PASSWORD};
-
-fn no_secrets(run: &Run) {
-    run.assert_never_shows(SOURCE_PASSWORD);
-    run.assert_never_shows(API_KEY);
-}
+use support::world::{no_secrets, World};
 
 fn names(world: &World) -> BTreeSet<String> {
     world.branch_names().into_iter().collect()

@@ -255,16 +255,7 @@ impl Cluster {
     /// them, stay the same (a source that comes back). Panics if it does not start.
     pub fn start_again(&mut self) {
         assert!(!self.running, "the cluster is running");
-        let out = self
-            .server_command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data_dir)
-            .arg("-l")
-            .arg(&self.log_file)
-            .args(["-w", "-o", &format!("-p {}", self.port), "start"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn pg_ctl start");
+        let out = self.pg_ctl_start(self.port);
         assert!(
             out.status.success(),
             "PostgreSQL {} test cluster did not start again on port {}: {}",
@@ -346,20 +337,24 @@ impl Cluster {
             .expect("append postgresql.conf");
     }
 
+    /// `pg_ctl start` on `port`, waiting until the server accepts connections.
+    fn pg_ctl_start(&self, port: u16) -> std::process::Output {
+        self.server_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-o", &format!("-p {port}"), "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn pg_ctl start")
+    }
+
     fn start_on_free_port(&mut self) {
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port();
             let log_before = std::fs::metadata(&self.log_file).map_or(0, |m| m.len());
-            let out = self
-                .server_command("pg_ctl")
-                .arg("-D")
-                .arg(&self.data_dir)
-                .arg("-l")
-                .arg(&self.log_file)
-                .args(["-w", "-o", &format!("-p {port}"), "start"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("spawn pg_ctl start");
+            let out = self.pg_ctl_start(port);
             if out.status.success() {
                 self.port = port;
                 self.running = true;

@@ -5,7 +5,7 @@
 use neon_emulator::{BackingPostgres, Emulator, EmulatorConfig, FaultAction, FaultRule};
 use supaneon_testkit::{pg_bin_dir, Cluster, ClusterOptions};
 
-use super::cli::Cli;
+use super::cli::{Cli, Run};
 
 pub const SOURCE_PASSWORD: &str = "Src-9vK2-distinctive-pw";
 pub const API_KEY: &str = "napi_world_distinctive_7d3a";
@@ -114,6 +114,22 @@ impl World {
         names
     }
 
+    /// Names of the backup branches (`backup-<ts>`) the emulator holds now.
+    pub fn backup_names(&self) -> Vec<String> {
+        self.branch_names()
+            .into_iter()
+            .filter(|n| supaneon_sync::config::is_backup_branch_name(n))
+            .collect()
+    }
+
+    /// What the branch wrote since its creation, measured now (Neon's `written_data_bytes`).
+    pub async fn written(&self, name: &str) -> i64 {
+        self.emu.refresh_storage().await;
+        self.branch(name).expect("branch")["written_data_bytes"]
+            .as_i64()
+            .expect("written_data_bytes")
+    }
+
     /// The emulator's branch object by name.
     pub fn branch(&self, name: &str) -> Option<serde_json::Value> {
         self.emu.branches().into_iter().find(|b| b["name"] == name)
@@ -130,4 +146,10 @@ impl World {
             .expect("physical db");
         self.neon_pg.psql(&db, sql)
     }
+}
+
+/// Neither the source password nor the API key appears anywhere in the run's output.
+pub fn no_secrets(run: &Run) {
+    run.assert_never_shows(SOURCE_PASSWORD);
+    run.assert_never_shows(API_KEY);
 }
