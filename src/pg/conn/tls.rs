@@ -125,20 +125,54 @@ pub fn child_root_file(anchors: &[Anchor]) -> Result<Option<PathBuf>, String> {
     }
 }
 
-/// Certificates are public: the combined bundle goes to the temp directory under a name derived from
-/// its content, written once and renamed into place so concurrent runs never see half a file.
+/// The combined bundle goes to the temp directory under a name derived from its content. Certificates are
+/// public, but the file decides whom pg_dump trusts: an existing file is reused only when this user owns it
+/// and nobody else may write it (another user of a shared `/tmp` could plant a root of their own under the
+/// expected name, or change it later). Otherwise a fresh file (never a symlink's target) is written and
+/// renamed into place, so concurrent runs never see half a file.
 fn write_bundle(pem: &[u8]) -> Result<PathBuf, String> {
+    write_bundle_in(&std::env::temp_dir(), pem)
+}
+
+fn write_bundle_in(dir: &Path, pem: &[u8]) -> Result<PathBuf, String> {
     use sha2::{Digest, Sha256};
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let digest = hex::encode(&Sha256::digest(pem)[..12]);
-    let path = std::env::temp_dir().join(format!("supaneon-sync-roots-{digest}.pem"));
-    if std::fs::read(&path).is_ok_and(|existing| existing == pem) {
+    let path = dir.join(format!("supaneon-sync-roots-{digest}.pem"));
+    if owned_and_private(&path) && std::fs::read(&path).is_ok_and(|existing| existing == pem) {
         return Ok(path);
     }
-    let partial = path.with_extension(format!("{}.partial", std::process::id()));
-    std::fs::write(&partial, pem)
-        .and_then(|()| std::fs::rename(&partial, &path))
-        .map_err(|e| format!("cannot write the CA bundle {}: {e}", path.display()))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let partial = path.with_extension(format!("{}-{nanos}.partial", std::process::id()));
+    let failed = |e: std::io::Error| format!("cannot write the CA bundle {}: {e}", path.display());
+    // `create_new`: fails on anything already there, a symlink included, instead of writing through it.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&partial)
+        .and_then(|mut file| {
+            // 0644 whatever the umask: certificates are public.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            file.write_all(pem)
+        });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&partial, &path)) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(failed(e));
+    }
     Ok(path)
+}
+
+/// Whether `path` is a regular file of this process's user that no one else may write.
+fn owned_and_private(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.file_type().is_file() && m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -391,5 +425,54 @@ mod tests {
         } else {
             assert!(combined.unwrap_err().contains("ca-certificates"));
         }
+    }
+
+    #[test]
+    fn a_bundle_someone_else_could_write_is_replaced_not_trusted() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("supaneon-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = b"-----BEGIN CERTIFICATE-----\nours\n-----END CERTIFICATE-----\n";
+        let path = write_bundle_in(&dir, pem).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), pem);
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // Ours and private: reused as it is.
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        assert_eq!(write_bundle_in(&dir, pem).unwrap(), path);
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+        // Planted under the expected name with the right content, but writable by anyone: replaced.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, pem).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(write_bundle_in(&dir, pem).unwrap(), path);
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
+        // Owned by another user (the test runs as root, as CI does): replaced.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(write_bundle_in(&dir, pem).unwrap(), path);
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), unsafe {
+            libc::geteuid()
+        });
+        // A symlink under the name is replaced, and its target left alone.
+        let target = dir.join("elsewhere.pem");
+        std::fs::write(&target, b"planted").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert_eq!(write_bundle_in(&dir, pem).unwrap(), path);
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_file());
+        assert_eq!(std::fs::read(&path).unwrap(), pem);
+        assert_eq!(std::fs::read(&target).unwrap(), b"planted");
+        // Nothing partial is left behind.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
