@@ -126,11 +126,13 @@ impl Cli {
         let summary = self.dir.path().join("step_summary");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supaneon-sync"));
         cmd.args(args).env_clear();
-        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        for key in ["PATH", "HOME", "LANG"] {
             if let Ok(v) = std::env::var(key) {
                 cmd.env(key, v);
             }
         }
+        // The run's own temp directory (its combined CA bundle lands there), removed with the test.
+        cmd.env("TMPDIR", self.dir.path());
         // Test-only knobs that the harness passes through on purpose.
         for (key, value) in std::env::vars() {
             if key.starts_with("SUPANEON_TEST_") {
