@@ -6,10 +6,6 @@ mod support;
 use supaneon_testkit::test_majors;
 use support::world::{World, API_KEY, SOURCE_PASSWORD};
 
-fn complete_backups(world: &World) -> Vec<String> {
-    world.backup_names()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() {
     for major in test_majors() {
@@ -24,7 +20,7 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             supaneon_sync::config::is_backup_branch_name(&name),
             "{name}"
         );
-        assert_eq!(complete_backups(&world), vec![name.clone()]);
+        assert_eq!(world.backup_names(), vec![name.clone()]);
         assert!(
             !world
                 .branch_names()
@@ -75,12 +71,7 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             .env("SUPANEON_STRATEGY", "full")
             .run(&["backup"]);
         assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
-        assert_eq!(
-            complete_backups(&world).len(),
-            2,
-            "{:?}",
-            world.branch_names()
-        );
+        assert_eq!(world.backup_names().len(), 2, "{:?}", world.branch_names());
 
         // Storage as Neon bills it: the snapshot backup (a child of the mirror) wrote nothing, the full
         // one is billed for about what it holds, and the project for at least the sum.

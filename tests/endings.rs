@@ -40,7 +40,7 @@ async fn sigterm_after_the_rename_reports_the_verified_backup() {
     let run = child.wait();
     no_secrets(&run);
     assert_eq!(run.code, 1, "{}", run.describe());
-    let complete: Vec<String> = world.backup_names();
+    let complete = world.backup_names();
     assert_eq!(complete.len(), 1, "{complete:?}\n{}", run.describe());
     let name = &complete[0];
     assert_eq!(run.output("backup-branch").as_deref(), Some(name.as_str()));

@@ -233,7 +233,7 @@ async fn full_projects_free_a_slot_by_policy_or_name_every_slot() {
     assert_eq!(world.branch_names().len(), 8, "{:?}", world.branch_names());
 
     // 2. Two failed restore tests (kept, not expired) on the newest backups: the older test goes.
-    let kept: Vec<String> = world.backup_names();
+    let kept = world.backup_names();
     let (newest, second) = (&kept[kept.len() - 1], &kept[kept.len() - 2]);
     let older_test = branches::restore_test_name(now - Duration::hours(30));
     let newer_test = branches::restore_test_name(now - Duration::hours(2));

@@ -147,7 +147,6 @@ fn write_bundle_in(dir: &Path, pem: &[u8]) -> Result<PathBuf, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     let partial = path.with_extension(format!("{}-{nanos}.partial", std::process::id()));
-    let failed = |e: std::io::Error| format!("cannot write the CA bundle {}: {e}", path.display());
     // `create_new`: fails on anything already there, a symlink included, instead of writing through it.
     let written = std::fs::OpenOptions::new()
         .write(true)
@@ -161,7 +160,10 @@ fn write_bundle_in(dir: &Path, pem: &[u8]) -> Result<PathBuf, String> {
         });
     if let Err(e) = written.and_then(|()| std::fs::rename(&partial, &path)) {
         let _ = std::fs::remove_file(&partial);
-        return Err(failed(e));
+        return Err(format!(
+            "cannot write the CA bundle {}: {e}",
+            path.display()
+        ));
     }
     Ok(path)
 }
