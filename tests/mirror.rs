@@ -384,8 +384,10 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
 /// Tables of every shape a merge must handle, owned by the customer's role: a key of one column with
 /// values of awkward types (NULLs, numeric scales, NaN and -0, jsonb, bytea, arrays, enum labels,
 /// toasted text), a composite key, a unique NOT NULL key without a primary key, no key at all (with
-/// duplicate rows), a tree referencing itself, a parent and child with a cascading foreign key,
-/// identity and generated columns, and a list-partitioned table.
+/// duplicate rows), a unique key whose index compares under another collation than its column's (so
+/// its rows are matched as PostgreSQL plans it, not by lookups in that index), a tree referencing
+/// itself, a parent and child with a cascading foreign key, identity and generated columns, and a
+/// list-partitioned table.
 const CHURN_SCHEMA: &str = "
 SET ROLE postgres;
 CREATE SCHEMA churn;
@@ -395,6 +397,8 @@ CREATE TABLE churn.k_int (id int PRIMARY KEY, label text, amount numeric, score 
 CREATE TABLE churn.k_pair (a int, b text COLLATE \"C\", note text, PRIMARY KEY (a, b));
 CREATE TABLE churn.k_unique (code text NOT NULL UNIQUE, n int);
 CREATE TABLE churn.nokey (x int, y text);
+CREATE TABLE churn.k_collated (code text NOT NULL, n int);
+CREATE UNIQUE INDEX k_collated_code ON churn.k_collated (code COLLATE \"POSIX\");
 CREATE TABLE churn.tree (id int PRIMARY KEY, parent int REFERENCES churn.tree ON DELETE CASCADE, name text);
 CREATE TABLE churn.parent (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text UNIQUE);
 CREATE TABLE churn.child (id serial PRIMARY KEY, parent_id bigint NOT NULL REFERENCES churn.parent ON DELETE CASCADE,
@@ -414,6 +418,7 @@ INSERT INTO churn.k_int
 INSERT INTO churn.k_pair SELECT g % 1000, 'b' || g / 1000, 'note ' || g FROM generate_series(1, 6000) g;
 INSERT INTO churn.k_unique SELECT 'code-' || g, g FROM generate_series(1, 3000) g;
 INSERT INTO churn.nokey SELECT g % 400, 'y' || g % 250 FROM generate_series(1, 3000) g;
+INSERT INTO churn.k_collated SELECT 'Code ' || g, g FROM generate_series(1, 3000) g;
 INSERT INTO churn.tree SELECT g, CASE WHEN g > 10 THEN g / 10 END, 'node ' || g FROM generate_series(1, 3000) g;
 INSERT INTO churn.parent (name) SELECT 'parent ' || g FROM generate_series(1, 1000) g;
 INSERT INTO churn.child (parent_id, qty) SELECT 1 + g % 1000, g % 17 FROM generate_series(1, 5000) g;
@@ -445,6 +450,8 @@ UPDATE churn.k_unique SET n = n + 1 WHERE random() < 0.02;
 INSERT INTO churn.k_unique SELECT 'day-{day}-' || g, g FROM generate_series(1, 10) g;
 INSERT INTO churn.nokey SELECT x, y FROM churn.nokey WHERE random() < 0.01;
 UPDATE churn.nokey SET y = NULL WHERE random() < 0.005;
+UPDATE churn.k_collated SET n = -n WHERE random() < 0.02;
+INSERT INTO churn.k_collated SELECT 'code {day} ' || g, g FROM generate_series(1, 10) g;
 UPDATE churn.tree SET parent = 1 + floor(random() * 10)::int WHERE id > 10 AND random() < 0.01;
 INSERT INTO churn.tree SELECT 10000 * {day} + g, 1 + g % 10, 'grown ' || g FROM generate_series(1, 30) g;
 INSERT INTO churn.parent (name) SELECT 'parent {day} ' || g FROM generate_series(1, 10) g;
@@ -469,6 +476,7 @@ UPDATE churn.k_unique SET code = (SELECT min(code) FROM pick) WHERE code = (SELE
 DROP TABLE pick;
 UPDATE churn.k_unique SET code = code || '-moved' WHERE random() < 0.01;
 DELETE FROM churn.nokey WHERE ctid IN (SELECT ctid FROM churn.nokey WHERE random() < 0.01);
+DELETE FROM churn.k_collated WHERE random() < 0.01;
 DELETE FROM churn.tree WHERE id IN (SELECT id FROM churn.tree WHERE id > 10 ORDER BY random() LIMIT 3);
 DELETE FROM churn.parent WHERE random() < 0.01;
 UPDATE churn.parted SET region = (ARRAY['eu', 'us', 'apac', 'mars'])[1 + floor(random() * 4)::int] WHERE random() < 0.02;
@@ -519,9 +527,29 @@ async fn random_changes_of_every_kind_sync_to_an_exact_copy() {
                 "PG {major}, day {day}: {}",
                 run.describe()
             );
+            // Rows of a table with a usable key index are matched by lookups in it; the others as
+            // PostgreSQL plans it.
+            for (table, by_lookups) in [("k_int", true), ("k_collated", false)] {
+                // As the log lists them: quoted names, in Rust's debug form.
+                let listed = format!("{:?}", [format!("\"churn\".\"{table}\"")]);
+                let lines: Vec<&str> = run
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains(&format!("copied and merged tables={listed}")))
+                    .collect();
+                let expected = if by_lookups {
+                    format!("by_key_lookups={listed}")
+                } else {
+                    "by_key_lookups=[]".to_string()
+                };
+                assert!(
+                    !lines.is_empty() && lines.iter().all(|l| l.contains(&expected)),
+                    "PG {major}, day {day}, {table}: {lines:?}"
+                );
+            }
             let backup = run.output("backup-branch").expect("backup-branch");
             let source = world.source.psql("postgres", CHURN_CONTENT);
-            assert_eq!(source.lines().count(), 10, "PG {major}: {source}");
+            assert_eq!(source.lines().count(), 11, "PG {major}: {source}");
             assert_eq!(
                 world.psql_branch(&backup, CHURN_CONTENT),
                 source,

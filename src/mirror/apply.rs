@@ -3,7 +3,8 @@
 //! that the mirror's rows equal the source's afterwards (for written rows: those rows).
 //!
 //! The source's rows land in a temporary stage first; then rows gone from the source are deleted, rows
-//! whose content differs are updated in place, and new rows are inserted. Updating in place (not delete
+//! whose content differs are updated in place, and new rows are inserted, each staged row finding its
+//! row by a lookup of the key, in key order ([`Job::probes_key`]). Updating in place (not delete
 //! and insert) keeps foreign keys that point at an unchanged key valid, so no constraint is dropped: the
 //! tables of one foreign-key family are merged in one transaction, deletes children first and
 //! inserts parents first. The user's triggers are disabled for the merge (they fired on the source
@@ -29,6 +30,9 @@ pub struct TableShape {
     /// The primary key, or else the narrowest unique key of NOT NULL plain columns; `None`: rows are
     /// their own identity.
     pub key: Option<Vec<String>>,
+    /// The key's index answers `=` on its columns as the merge writes it (the types' default operator
+    /// classes, the columns' own collations), so a lookup by key can use it.
+    pub key_indexed: bool,
     /// Triggers that fire on our writes (enabled in origin mode): (name, `tgenabled`).
     pub triggers: Vec<(String, String)>,
     pub force_rls: bool,
@@ -172,12 +176,14 @@ pub async fn shapes(
             )
             .await
             .map_err(InspectError::query(what()))?;
-        let key: Option<Vec<String>> = mirror
+        let key: Option<(Vec<String>, bool)> = mirror
             .query_opt(
-                "SELECT array_agg(a.attname::text ORDER BY k.ord) \
+                "SELECT array_agg(a.attname::text ORDER BY k.ord), \
+                        bool_and(o.opcdefault AND i.indcollation[(k.ord - 1)::int] = a.attcollation) \
                  FROM pg_catalog.pg_index i \
                  CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 JOIN pg_catalog.pg_opclass o ON o.oid = i.indclass[(k.ord - 1)::int] \
                  WHERE i.indrelid = $1::text::regclass AND (i.indisprimary OR i.indisunique) \
                    AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
                  GROUP BY i.indexrelid, i.indisprimary \
@@ -187,7 +193,11 @@ pub async fn shapes(
             )
             .await
             .map_err(InspectError::query(what()))?
-            .map(|r| r.get(0));
+            .map(|r| (r.get(0), r.get(1)));
+        let (key, key_indexed) = match key {
+            Some((key, indexed)) => (Some(key), indexed),
+            None => (None, false),
+        };
         let triggers = text_pairs(
             mirror,
             &rel,
@@ -231,6 +241,7 @@ pub async fn shapes(
                 .filter(|c| !key_set.contains(c))
                 .collect(),
             key,
+            key_indexed,
             triggers,
             force_rls,
             references,
@@ -283,6 +294,33 @@ impl<'a> Job<'a> {
             stage: format!("supaneon_stage_{index}"),
         }
     }
+
+    /// Whether the staged rows find theirs by probing the table's key index, one lookup each, in key
+    /// order (a nested loop over the sorted stage), rather than as PostgreSQL's planner would match
+    /// them. Measured on pgbench_accounts (6.5 million rows, PostgreSQL 15), updating every 400th,
+    /// 100th, 25th, 10th and 4th row: the probes in key order took 0.44–0.49 s, 1.42–1.47 s, 3.5–4.6 s,
+    /// 6.2–6.9 s and 16 s; the planner's own plans 0.51–0.58 s (probes in the stage's order), 1.75–1.98 s
+    /// (the same), 5.6 s (a merge join: the whole key index read), 18.8–20.5 s and 45 s (hash joins:
+    /// the whole table read, and its rows then written in hash order). In key order the lookups walk
+    /// the index forward, and the table's pages (laid out much in key order) are each written once.
+    pub fn probes_key(&self) -> bool {
+        self.shape.key.is_some() && self.shape.key_indexed
+    }
+
+    /// The stage as the UPDATE and the INSERT read it: in key order when they probe the key.
+    fn stage_source(&self) -> String {
+        let stage = quote_ident(&self.stage);
+        match &self.shape.key {
+            Some(key) if self.probes_key() => format!(
+                "(SELECT * FROM {stage} ORDER BY {})",
+                key.iter()
+                    .map(|k| quote_ident(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => stage,
+        }
+    }
 }
 
 /// Merges a family of tables (`jobs`, referenced tables before those referencing them) in one
@@ -296,84 +334,100 @@ pub async fn merge_family(
         .batch_execute("BEGIN")
         .await
         .map_err(InspectError::query("opening the mirror's transaction"))?;
-    let result = async {
-        let mut merged = vec![Merged::default(); jobs.len()];
-        for (job, m) in jobs.iter().zip(&mut merged) {
-            let s = job.shape;
-            // Column types, typmods and collations as the table has them; no constraints.
-            let prologue = format!(
-                "{}CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA",
-                guards_sql(s, false),
-                quote_ident(&job.stage),
-                s.column_list(None),
-                s.qualified()
-            );
-            mirror
-                .batch_execute(&prologue)
-                .await
-                .map_err(InspectError::query(format!(
-                    "preparing {} on the mirror",
+    let result =
+        async {
+            let mut merged = vec![Merged::default(); jobs.len()];
+            for (job, m) in jobs.iter().zip(&mut merged) {
+                let s = job.shape;
+                // Column types, typmods and collations as the table has them; no constraints.
+                let prologue = format!(
+                    "{}CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA",
+                    guards_sql(s, false),
+                    quote_ident(&job.stage),
+                    s.column_list(None),
                     s.qualified()
-                )))?;
-            let (rows, bytes) = stage(source, mirror, job).await?;
-            // A temporary table has no statistics: without them the planner takes the stage for
-            // thousands of rows and scans the whole table to match it, instead of probing its key.
-            mirror
-                .batch_execute(&format!("ANALYZE {}", quote_ident(&job.stage)))
-                .await
-                .map_err(InspectError::query(format!(
-                    "analyzing the stage of {}",
-                    s.qualified()
-                )))?;
-            m.rows_read = rows;
-            m.bytes_read = bytes;
-        }
-        // Rows gone from the source: children first, so no key still referenced is deleted.
-        for (job, m) in jobs.iter().zip(&mut merged).rev() {
-            let Some(delete) = delete_sql(job) else {
-                continue;
-            };
-            m.deleted = mirror
-                .execute(&delete, &[])
-                .await
-                .map_err(InspectError::query(format!(
-                    "deleting rows of {} on the mirror",
-                    job.shape.qualified()
-                )))?;
-        }
-        // Changed and new rows: parents first, so every new reference finds its key.
-        for (job, m) in jobs.iter().zip(&mut merged) {
-            if let Some(update) = update_sql(job) {
-                m.updated = mirror
-                    .execute(&update, &[])
-                    .await
-                    .map_err(InspectError::query(format!(
-                        "updating rows of {} on the mirror",
-                        job.shape.qualified()
-                    )))?;
-            }
-            // Every staged row updated one with its key: none is new, and the probe for absent keys
-            // (one index lookup per staged row) is skipped.
-            if job.shape.key.is_some() && m.updated == m.rows_read {
-                continue;
-            }
-            m.inserted =
+                );
                 mirror
-                    .execute(&insert_sql(job), &[])
+                    .batch_execute(&prologue)
                     .await
                     .map_err(InspectError::query(format!(
-                        "inserting rows of {} on the mirror",
+                        "preparing {} on the mirror",
+                        s.qualified()
+                    )))?;
+                let (rows, bytes) = stage(source, mirror, job).await?;
+                // A temporary table has no statistics: without them the planner takes the stage for
+                // thousands of rows and scans the whole table to match it. (A stage that probes the key
+                // is matched by a plan chosen here, which needs none.)
+                if !job.probes_key() {
+                    mirror
+                        .batch_execute(&format!("ANALYZE {}", quote_ident(&job.stage)))
+                        .await
+                        .map_err(InspectError::query(format!(
+                            "analyzing the stage of {}",
+                            s.qualified()
+                        )))?;
+                }
+                m.rows_read = rows;
+                m.bytes_read = bytes;
+            }
+            // Rows gone from the source: children first, so no key still referenced is deleted.
+            for (job, m) in jobs.iter().zip(&mut merged).rev() {
+                let Some(delete) = delete_sql(job) else {
+                    continue;
+                };
+                m.deleted = mirror
+                    .execute(&delete, &[])
+                    .await
+                    .map_err(InspectError::query(format!(
+                        "deleting rows of {} on the mirror",
                         job.shape.qualified()
                     )))?;
+            }
+            // Changed and new rows: parents first, so every new reference finds its key.
+            for (job, m) in jobs.iter().zip(&mut merged) {
+                let probing = job.probes_key();
+                if probing {
+                    mirror
+                        .batch_execute(
+                            "SET LOCAL enable_mergejoin = off; SET LOCAL enable_hashjoin = off",
+                        )
+                        .await
+                        .map_err(InspectError::query("choosing to probe the key"))?;
+                }
+                if let Some(update) = update_sql(job) {
+                    m.updated = mirror
+                        .execute(&update, &[])
+                        .await
+                        .map_err(InspectError::query(format!(
+                            "updating rows of {} on the mirror",
+                            job.shape.qualified()
+                        )))?;
+                }
+                // Every staged row updated one with its key: none is new, and the probe for absent keys
+                // (one index lookup per staged row) is skipped.
+                if !(job.shape.key.is_some() && m.updated == m.rows_read) {
+                    m.inserted = mirror.execute(&insert_sql(job), &[]).await.map_err(
+                        InspectError::query(format!(
+                            "inserting rows of {} on the mirror",
+                            job.shape.qualified()
+                        )),
+                    )?;
+                }
+                if probing {
+                    mirror
+                        .batch_execute("RESET enable_mergejoin; RESET enable_hashjoin")
+                        .await
+                        .map_err(InspectError::query("resetting the join methods"))?;
+                }
+            }
+            let epilogue: String = jobs.iter().map(|job| guards_sql(job.shape, true)).collect();
+            mirror
+                .batch_execute(&format!("{epilogue}COMMIT"))
+                .await
+                .map_err(InspectError::query("committing the mirror's transaction"))?;
+            Ok(merged)
         }
-        let epilogue: String = jobs.iter().map(|job| guards_sql(job.shape, true)).collect();
-        mirror
-            .batch_execute(&format!("{epilogue}COMMIT"))
-            .await
-            .map_err(InspectError::query("committing the mirror's transaction"))?;
-        Ok(merged)
-    }
-    .await;
+        .await;
     if result.is_err() {
         let _ = mirror.batch_execute("ROLLBACK").await;
     }
@@ -504,7 +558,7 @@ fn update_sql(job: &Job<'_>) -> Option<String> {
          WHERE {matched} AND ROW({})::pg_catalog.text IS DISTINCT FROM ROW({})::pg_catalog.text",
         s.qualified(),
         cols("g"),
-        quote_ident(&job.stage),
+        job.stage_source(),
         cols("t"),
         cols("g"),
     ))
@@ -526,7 +580,7 @@ fn insert_sql(job: &Job<'_>) -> String {
         s.qualified(),
         s.column_list(None),
         s.column_list(Some("g")),
-        quote_ident(&job.stage)
+        job.stage_source()
     )
 }
 

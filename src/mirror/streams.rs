@@ -199,6 +199,11 @@ impl Round<'_> {
             .map_err(|e| FAIL.target("merging the changed rows into the mirror failed", e))?;
         tracing::info!(
             tables = ?jobs.iter().map(|j| j.shape.qualified()).collect::<Vec<_>>(),
+            by_key_lookups = ?jobs
+                .iter()
+                .filter(|j| j.probes_key())
+                .map(|j| j.shape.qualified())
+                .collect::<Vec<_>>(),
             rows = merged.iter().map(|m| m.rows_read).sum::<u64>(),
             seconds = started.elapsed().as_secs_f64(),
             "copied and merged"
