@@ -323,6 +323,12 @@ impl<'a> Job<'a> {
     }
 }
 
+/// Leaves the planner only nested loops for the rest of the transaction (or until [`PLANNER_JOINS`]):
+/// with the stage in key order, each staged row looked up in the key's index ([`Job::probes_key`]).
+const LOOKUPS_BY_KEY: &str = "SET LOCAL enable_mergejoin = off; SET LOCAL enable_hashjoin = off";
+/// Gives the planner back its join methods.
+const PLANNER_JOINS: &str = "RESET enable_mergejoin; RESET enable_hashjoin";
+
 /// Merges a family of tables (`jobs`, referenced tables before those referencing them) in one
 /// transaction on `mirror`, reading from `source`, which must be inside the source's snapshot.
 pub async fn merge_family(
@@ -334,100 +340,101 @@ pub async fn merge_family(
         .batch_execute("BEGIN")
         .await
         .map_err(InspectError::query("opening the mirror's transaction"))?;
-    let result =
-        async {
-            let mut merged = vec![Merged::default(); jobs.len()];
-            for (job, m) in jobs.iter().zip(&mut merged) {
-                let s = job.shape;
-                // Column types, typmods and collations as the table has them; no constraints.
-                let prologue = format!(
-                    "{}CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA",
-                    guards_sql(s, false),
-                    quote_ident(&job.stage),
-                    s.column_list(None),
+    let result = async {
+        let mut merged = vec![Merged::default(); jobs.len()];
+        for (job, m) in jobs.iter().zip(&mut merged) {
+            let s = job.shape;
+            // Column types, typmods and collations as the table has them; no constraints.
+            let prologue = format!(
+                "{}CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA",
+                guards_sql(s, false),
+                quote_ident(&job.stage),
+                s.column_list(None),
+                s.qualified()
+            );
+            mirror
+                .batch_execute(&prologue)
+                .await
+                .map_err(InspectError::query(format!(
+                    "preparing {} on the mirror",
                     s.qualified()
-                );
+                )))?;
+            let (rows, bytes) = stage(source, mirror, job).await?;
+            // A temporary table has no statistics: without them the planner takes the stage for
+            // thousands of rows and scans the whole table to match it. A stage matched by lookups of
+            // the key alone needs none; one whose range is emptied first (a DELETE, planned by
+            // PostgreSQL) does.
+            if !job.probes_key() || delete_sql(job).is_some() {
                 mirror
-                    .batch_execute(&prologue)
+                    .batch_execute(&format!("ANALYZE {}", quote_ident(&job.stage)))
                     .await
                     .map_err(InspectError::query(format!(
-                        "preparing {} on the mirror",
+                        "analyzing the stage of {}",
                         s.qualified()
                     )))?;
-                let (rows, bytes) = stage(source, mirror, job).await?;
-                // A temporary table has no statistics: without them the planner takes the stage for
-                // thousands of rows and scans the whole table to match it. (A stage that probes the key
-                // is matched by a plan chosen here, which needs none.)
-                if !job.probes_key() {
-                    mirror
-                        .batch_execute(&format!("ANALYZE {}", quote_ident(&job.stage)))
-                        .await
-                        .map_err(InspectError::query(format!(
-                            "analyzing the stage of {}",
-                            s.qualified()
-                        )))?;
-                }
-                m.rows_read = rows;
-                m.bytes_read = bytes;
             }
-            // Rows gone from the source: children first, so no key still referenced is deleted.
-            for (job, m) in jobs.iter().zip(&mut merged).rev() {
-                let Some(delete) = delete_sql(job) else {
-                    continue;
+            m.rows_read = rows;
+            m.bytes_read = bytes;
+        }
+        // Rows gone from the source: children first, so no key still referenced is deleted.
+        for (job, m) in jobs.iter().zip(&mut merged).rev() {
+            let Some(delete) = delete_sql(job) else {
+                continue;
+            };
+            m.deleted = mirror
+                .execute(&delete, &[])
+                .await
+                .map_err(InspectError::query(format!(
+                    "deleting rows of {} on the mirror",
+                    job.shape.qualified()
+                )))?;
+        }
+        // Changed and new rows: parents first, so every new reference finds its key.
+        let mut by_lookups = false;
+        for (job, m) in jobs.iter().zip(&mut merged) {
+            if job.probes_key() != by_lookups {
+                by_lookups = job.probes_key();
+                let joins = if by_lookups {
+                    LOOKUPS_BY_KEY
+                } else {
+                    PLANNER_JOINS
                 };
-                m.deleted = mirror
-                    .execute(&delete, &[])
+                mirror
+                    .batch_execute(joins)
+                    .await
+                    .map_err(InspectError::query("choosing how staged rows are matched"))?;
+            }
+            if let Some(update) = update_sql(job) {
+                m.updated = mirror
+                    .execute(&update, &[])
                     .await
                     .map_err(InspectError::query(format!(
-                        "deleting rows of {} on the mirror",
+                        "updating rows of {} on the mirror",
                         job.shape.qualified()
                     )))?;
             }
-            // Changed and new rows: parents first, so every new reference finds its key.
-            for (job, m) in jobs.iter().zip(&mut merged) {
-                let probing = job.probes_key();
-                if probing {
-                    mirror
-                        .batch_execute(
-                            "SET LOCAL enable_mergejoin = off; SET LOCAL enable_hashjoin = off",
-                        )
-                        .await
-                        .map_err(InspectError::query("choosing to probe the key"))?;
-                }
-                if let Some(update) = update_sql(job) {
-                    m.updated = mirror
-                        .execute(&update, &[])
-                        .await
-                        .map_err(InspectError::query(format!(
-                            "updating rows of {} on the mirror",
-                            job.shape.qualified()
-                        )))?;
-                }
-                // Every staged row updated one with its key: none is new, and the probe for absent keys
-                // (one index lookup per staged row) is skipped.
-                if !(job.shape.key.is_some() && m.updated == m.rows_read) {
-                    m.inserted = mirror.execute(&insert_sql(job), &[]).await.map_err(
-                        InspectError::query(format!(
-                            "inserting rows of {} on the mirror",
-                            job.shape.qualified()
-                        )),
-                    )?;
-                }
-                if probing {
-                    mirror
-                        .batch_execute("RESET enable_mergejoin; RESET enable_hashjoin")
-                        .await
-                        .map_err(InspectError::query("resetting the join methods"))?;
-                }
+            // Every staged row updated one with its key: none is new, and the probe for absent keys
+            // (one index lookup per staged row) is skipped.
+            if job.shape.key.is_some() && m.updated == m.rows_read {
+                continue;
             }
-            let epilogue: String = jobs.iter().map(|job| guards_sql(job.shape, true)).collect();
-            mirror
-                .batch_execute(&format!("{epilogue}COMMIT"))
-                .await
-                .map_err(InspectError::query("committing the mirror's transaction"))?;
-            Ok(merged)
+            m.inserted =
+                mirror
+                    .execute(&insert_sql(job), &[])
+                    .await
+                    .map_err(InspectError::query(format!(
+                        "inserting rows of {} on the mirror",
+                        job.shape.qualified()
+                    )))?;
         }
-        .await;
+        let epilogue: String = jobs.iter().map(|job| guards_sql(job.shape, true)).collect();
+        mirror
+            .batch_execute(&format!("{epilogue}COMMIT"))
+            .await
+            .map_err(InspectError::query("committing the mirror's transaction"))?;
+        Ok(merged)
+    }
+    .await;
     if result.is_err() {
         let _ = mirror.batch_execute("ROLLBACK").await;
     }
