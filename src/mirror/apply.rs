@@ -4,10 +4,10 @@
 //!
 //! The source's rows land in a temporary stage first; then rows gone from the source are deleted, rows
 //! whose content differs are updated in place, and new rows are inserted, each staged row finding its
-//! row by a lookup of the key, in key order ([`Job::probes_key`]). Updating in place (not delete
-//! and insert) keeps foreign keys that point at an unchanged key valid, so no constraint is dropped: the
-//! tables of one foreign-key family are merged in one transaction, deletes children first and
-//! inserts parents first. The user's triggers are disabled for the merge (they fired on the source
+//! row by a lookup of the key in key order where the key's index allows ([`Job::probes_key`]).
+//! Updating in place (not delete and insert) keeps foreign keys that point at an unchanged key valid,
+//! so no constraint is dropped: the tables of one foreign-key family are merged in one transaction,
+//! deletes children first and inserts parents first. The user's triggers are disabled for the merge (they fired on the source
 //! already) and FORCE ROW LEVEL SECURITY lifted; both come back before the commit.
 
 use futures_util::{SinkExt, StreamExt};
