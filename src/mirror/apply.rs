@@ -503,7 +503,9 @@ async fn stage(
         // Per chunk: the message is built only on failure.
         let chunk = chunk.map_err(|e| InspectError::query(reading.as_str())(e))?;
         bytes += chunk.len() as u64;
-        sink.send(chunk)
+        // `feed`, not `send`: the sink packs rows into messages of 4 KiB, where `send` would flush
+        // each row as a message (and a TLS record, and a wake-up of the mirror's backend) of its own.
+        sink.feed(chunk)
             .await
             .map_err(|e| InspectError::query(staging.as_str())(e))?;
     }
