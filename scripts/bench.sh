@@ -23,8 +23,9 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --storage-runs N       then, for each strategy (full, snapshot), N daily backups kept side by side, 1 % of
                          the accounts rows changed before each: the Neon storage billed by Neon's rule (the
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
-                         wall time; then one snapshot run with nothing changed (default 0: skipped). Before
-                         every run, untimed: a checkpoint on both clusters and `sync`
+                         wall time (incremental runs: their phases, and whether the target started a
+                         checkpoint by WAL volume); then one snapshot run with nothing changed (default 0:
+                         skipped). Before every run, untimed: a checkpoint on both clusters and `sync`
   --migrate-at K         with --storage-runs: a migration (a column added to pgbench_branches) before daily
                          run K as well, which makes strategy snapshot rebuild its mirror in full; run K is
                          reported apart and left out of the 1 % runs' medians (default 0: none)
@@ -337,6 +338,22 @@ run_tool() {
   read -r PH_SETUP PH_DATA PH_POST PH_VERIFY PH_FINISH < <(phase_times "$W/tool-$i.log")
 }
 
+# Phases of one incremental (snapshot) run, from our log: the comparison of both sides' manifests, the merge
+# of the changed rows (to the last slice's end) and the merged tables' read again. "- - -" when the run merged no
+# table by its rows written since the last sync (the first run, a rebuild, a run with nothing changed).
+sync_phases() {
+  awk '
+    function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+    /: schema archive: /                 { schema = ts($1) }
+    /: tables compared on both sides /   { compared = ts($1) }
+    /: copied and merged /               { merged = ts($1) }
+    /: tables synced by the rows written since the last sync, read again / { again = ts($1) }
+    END {
+      if (!schema || !compared || !merged || !again) { print "- - -"; exit }
+      printf "%.2f %.2f %.2f\n", compared - schema, merged - compared, again - merged
+    }' "$1"
+}
+
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 
@@ -394,7 +411,7 @@ if ((STORAGE_RUNS > 0)); then
   echo
   for STRATEGY in full snapshot; do
     prepare_run
-    READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=()
+    READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=() COMPARES=() MERGES=() AGAINS=() WAL_CHECKPOINTS=()
     for i in $(seq "$STORAGE_RUNS"); do
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
@@ -403,8 +420,13 @@ if ((STORAGE_RUNS > 0)); then
       ((i != MIGRATE_AT)) || su_psql "$SRC_PORT" supabase_admin bench -c \
         "ALTER TABLE pgbench_branches ADD COLUMN migrated_$STRATEGY text DEFAULT 'yes'"
       settle
+      # Checkpoints the target started by WAL volume while the run went on (a merge's full-page images can
+      # start one; the read after the merge then logs the pages it prunes whole again).
+      tgt_lines=$(wc -l <"$W/tgt.log")
       run_tool "$STRATEGY$i" "$TOOL"
+      wal_checkpoints=$(tail -n +$((tgt_lines + 1)) "$W/tgt.log" | grep -c 'checkpoint starting: wal' || true)
       bt=$(branch_time "$W/tool-$STRATEGY$i.log")
+      read -r compare merge again < <(sync_phases "$W/tool-$STRATEGY$i.log")
       if ((i == MIGRATE_AT)); then
         MIGRATED="$TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
       else
@@ -412,8 +434,14 @@ if ((STORAGE_RUNS > 0)); then
         TIMES+=("$TOOL_WALL")
         BRANCH_TIMES+=("$bt")
         NET_TIMES+=("$(awk -v a="$TOOL_WALL" -v b="$bt" 'BEGIN { printf "%.2f", a - b }')")
+        if ((i > 1)) && [[ $compare != - ]]; then
+          COMPARES+=("$compare") MERGES+=("$merge") AGAINS+=("$again") WAL_CHECKPOINTS+=("$wal_checkpoints")
+        fi
       fi
-      say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source"
+      phases=''
+      [[ $compare == - ]] ||
+        phases="; comparison $compare s, merge $merge s, read again $again s; checkpoints started by WAL volume: $wal_checkpoints"
+      say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source$phases"
     done
     src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
     billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
@@ -440,6 +468,11 @@ if ((STORAGE_RUNS > 0)); then
         later_net=$(printf '%s\n' "${NET_TIMES[@]:1}" | median)
         echo "  the same without the emulator's branch copy: $later_net s, takes" \
           "$(awk -v a="$later_net" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }') of a full backup"
+        if ((${#COMPARES[@]})); then
+          echo "  phases of those runs (medians): comparison $(printf '%s\n' "${COMPARES[@]}" | median) s," \
+            "merge $(printf '%s\n' "${MERGES[@]}" | median) s, merged tables read again $(printf '%s\n' "${AGAINS[@]}" | median) s;" \
+            "runs in which the target started a checkpoint by WAL volume: $(printf '%s\n' "${WAL_CHECKPOINTS[@]}" | grep -vc '^0$' || true) of ${#COMPARES[@]}"
+        fi
         # One more run with nothing changed: only digests and the definitions cross the wire.
         settle
         run_tool "${STRATEGY}-unchanged" "$TOOL"
