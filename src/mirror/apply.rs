@@ -7,8 +7,9 @@
 //! row by a lookup of the key in key order where the key's index allows ([`Job::probes_key`]).
 //! Updating in place (not delete and insert) keeps foreign keys that point at an unchanged key valid,
 //! so no constraint is dropped: the tables of one foreign-key family are merged in one transaction,
-//! deletes children first and inserts parents first. The user's triggers are disabled for the merge (they fired on the source
-//! already) and FORCE ROW LEVEL SECURITY lifted; both come back before the commit.
+//! deletes children first and inserts parents first. The user's triggers are disabled for the merge
+//! (they fired on the source already) and FORCE ROW LEVEL SECURITY lifted; both come back before the
+//! commit.
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::Client;
