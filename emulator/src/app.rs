@@ -92,8 +92,8 @@ impl App {
     /// Measures every branch's logical size and writes since creation on the backing cluster (see
     /// [`crate::storage`]). A database that cannot be measured now keeps its last figures.
     pub async fn refresh_storage(&self) {
-        // Never while a mutation copies or drops databases (a session on a template would make its copy
-        // wait); the last figures stand then. Held while measuring, so no copy starts under us.
+        // Never while a mutation copies or drops databases (a half-copied database is no branch yet);
+        // the last figures stand then. Held while measuring, so no copy starts under us.
         let Ok(_gate) = self.gate.try_lock() else {
             return;
         };
@@ -107,13 +107,18 @@ impl App {
                     .map(|d| (b.id.clone(), d.physical.clone(), d.baseline.clone()))
             })
             .collect();
+        let physicals: Vec<String> = targets.iter().map(|(_, p, _)| p.clone()).collect();
+        let Ok(now) = self.backing.relation_sizes_of(&physicals).await else {
+            return;
+        };
         let mut measured: Vec<(String, i64, i64)> = Vec::new();
         for (branch_id, physical, baseline) in targets {
-            if let Ok(now) = self.backing.relation_sizes(&physical).await {
+            // A database the listing did not find (dropped under us) keeps its last figures.
+            if let Some(now) = now.get(&physical).filter(|n| !n.is_empty()) {
                 measured.push((
                     branch_id,
-                    crate::storage::logical(&now),
-                    crate::storage::written_since(&baseline, &now),
+                    crate::storage::logical(now),
+                    crate::storage::written_since(&baseline, now),
                 ));
             }
         }

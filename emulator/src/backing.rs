@@ -227,23 +227,54 @@ impl Backing {
         Ok(())
     }
 
-    /// Every relation's size in `physical` (all its forks), by file node (see [`crate::storage`]). Shared
-    /// catalogs (roles, databases) belong to the whole backing cluster, not to a branch: left out.
+    /// Every relation's size in `physical` (all its forks), by file node (see [`crate::storage`]).
     pub async fn relation_sizes(
         &self,
         physical: &str,
     ) -> Result<crate::storage::RelationSizes, BackingError> {
-        let client = self.connect(Some(physical)).await?;
+        let mut all = self.relation_sizes_of(&[physical.to_string()]).await?;
+        Ok(all.remove(physical).unwrap_or_default())
+    }
+
+    /// [`Self::relation_sizes`] of each of `physicals`, read off the data directory (`base/<database
+    /// oid>/<file node>[_fork][.segment]`) in one admin session: no session on the branch databases
+    /// themselves, which a copy from one of them as a template would have to wait for, and no backend
+    /// started per database (measured with 9 branch databases: 75-89 ms a call with a session on each,
+    /// 9 ms this way). Shared catalogs (roles, databases) live in `global/`, belong to the whole
+    /// backing cluster and are left out; so are temporary tables (`t<backend>_<node>`), which Neon
+    /// keeps on the compute and never stores, and the directory's bookkeeping files. Equals the sum
+    /// of `pg_relation_size` over the forks of every relation with a file node, once the database's
+    /// transactions have ended.
+    pub async fn relation_sizes_of(
+        &self,
+        physicals: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::storage::RelationSizes>, BackingError>
+    {
+        let client = self.connect(None).await?;
         let rows = client
             .query(
-                "SELECT pg_relation_filenode(c.oid)::bigint, \
-                        pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm') \
-                        + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init') \
-                 FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL AND NOT c.relisshared",
-                &[],
+                "SELECT d.datname::text, \
+                        pg_catalog.substring(f.name, '^([0-9]+)(?:_(?:fsm|vm|init))?(?:\\.[0-9]+)?$')::int8, \
+                        (pg_catalog.pg_stat_file('base/' || d.oid || '/' || f.name, true)).size \
+                 FROM pg_catalog.pg_database d, \
+                      LATERAL pg_catalog.pg_ls_dir('base/' || d.oid, true, false) AS f(name) \
+                 WHERE d.datname = ANY($1)",
+                &[&physicals],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        let mut sizes: std::collections::HashMap<String, crate::storage::RelationSizes> = physicals
+            .iter()
+            .map(|p| (p.clone(), Default::default()))
+            .collect();
+        for row in rows {
+            // A file that vanished between the listing and its stat (a drop, a truncation) is gone.
+            let (database, node, size): (String, Option<i64>, Option<i64>) =
+                (row.get(0), row.get(1), row.get(2));
+            if let (Some(node), Some(size)) = (node, size) {
+                *sizes.entry(database).or_default().entry(node).or_default() += size;
+            }
+        }
+        Ok(sizes)
     }
 
     /// Drops a database, disconnecting its sessions.

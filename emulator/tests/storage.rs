@@ -50,6 +50,18 @@ async fn children_pay_for_what_they_write_and_roots_for_what_they_hold() {
         "the root wrote its table: {main_written}"
     );
     assert_eq!(project_storage(&env).await, main_logical);
+    // Read off the data directory, the size is exactly what the database's own catalog says.
+    let catalog: i64 = psql_uri(
+        &env.cluster,
+        &env.uri(&main).await,
+        "SELECT sum(pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm') \
+                + pg_relation_size(c.oid, 'vm') + pg_relation_size(c.oid, 'init')) \
+         FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL AND NOT c.relisshared",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(sizes(&branch(&env, &main).await).0, catalog);
 
     // A new child shares its parent's pages: it has written (almost) nothing and costs (almost) nothing.
     let created = env
