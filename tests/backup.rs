@@ -72,6 +72,21 @@ async fn the_fixture_backs_up_verified_and_a_second_run_makes_a_second_branch() 
             .run(&["backup"]);
         assert_eq!(second.code, 0, "PG {major}: {}", second.describe());
         assert_eq!(world.backup_names().len(), 2, "{:?}", world.branch_names());
+        // Both carry planner statistics, which pg_dump does not: each copy is analyzed once restored
+        // and verified (the snapshot through its mirror), so a failover does not plan blind.
+        let analyzed: Vec<String> = world
+            .backup_names()
+            .iter()
+            .map(|b| {
+                world.psql_branch(
+                    b,
+                    "SELECT string_agg(DISTINCT tablename, ',' ORDER BY tablename) FROM pg_stats \
+                     WHERE schemaname = 'public'",
+                )
+            })
+            .collect();
+        assert!(!analyzed[0].trim().is_empty(), "PG {major}: {analyzed:?}");
+        assert_eq!(analyzed[0], analyzed[1], "PG {major}");
 
         // Storage as Neon bills it: the snapshot backup (a child of the mirror) wrote nothing, the full
         // one is billed for about what it holds, and the project for at least the sum.

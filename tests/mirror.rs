@@ -162,6 +162,19 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
             "a snapshot backup has no compute"
         );
         assert_born_equal_to_source(&world, &b1);
+        // With planner statistics, analyzed on the mirror once it was restored (pg_dump carries none).
+        assert_eq!(
+            world
+                .psql_branch(
+                    "supaneon-mirror",
+                    "SELECT string_agg(DISTINCT tablename, ',' ORDER BY tablename) FROM pg_stats \
+                     WHERE schemaname = 'public' \
+                       AND tablename IN ('accounts', 'audit', 'happenings', 'ledger', 'members')",
+                )
+                .trim(),
+            "accounts,audit,happenings,ledger,members",
+            "PG {major}"
+        );
         let full_read: u64 = first.output("source-bytes").unwrap().parse().unwrap();
 
         // 2. About 1 % changes: only that crosses the wire; triggers do not fire on the mirror. A row of

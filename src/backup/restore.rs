@@ -13,7 +13,7 @@ use crate::pg::fingerprints::{self, SequenceRule};
 use crate::pg::manifest::{Manifest, Mismatch, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
 use crate::pg::tools::PgTools;
-use crate::pg::{exclusions, inspect, large_objects, prepare, settings};
+use crate::pg::{exclusions, inspect, large_objects, prepare, settings, statistics};
 use crate::preflight::{self, APP_NAME};
 
 /// The source as the preflight left it: answered, its tools found.
@@ -330,6 +330,15 @@ pub(crate) async fn restore_into(
     inspect::store_manifest(&target, &manifest)
         .await
         .map_err(|e| fail.target("storing the manifest in the branch failed", e))?;
+    if let Err(e) = statistics::analyze(
+        &target,
+        &statistics::tables_of(&manifest),
+        statistics::Which::All,
+    )
+    .await
+    {
+        notes.push(statistics_note(&e));
+    }
     drop(group);
     Ok(Restored {
         manifest,
@@ -343,6 +352,14 @@ pub(crate) async fn restore_into(
         target,
         source_horizon,
     })
+}
+
+/// The note of a verified copy whose planner statistics could not be taken.
+pub(crate) fn statistics_note(e: &crate::pg::inspect::InspectError) -> String {
+    format!(
+        "planner statistics could not be taken ({e}): the backup is complete and verified, but a database \
+         taken over from it plans on default estimates until it is analyzed (run ANALYZE there)"
+    )
 }
 
 /// Materialized views whose content on the branch differs from the source's (pg_restore refreshed them

@@ -12,4 +12,5 @@ pub mod pipeline;
 pub mod prepare;
 pub mod restore_errors;
 pub mod settings;
+pub mod statistics;
 pub mod tools;
