@@ -13,7 +13,7 @@ use crate::pg::fingerprints::{self, SequenceRule};
 use crate::pg::manifest::{Manifest, Mismatch, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions, PipelineReport};
 use crate::pg::tools::PgTools;
-use crate::pg::{exclusions, inspect, large_objects, prepare, settings, statistics};
+use crate::pg::{exclusions, inspect, large_objects, maintenance, prepare, settings};
 use crate::preflight::{self, APP_NAME};
 
 /// The source as the preflight left it: answered, its tools found.
@@ -330,14 +330,14 @@ pub(crate) async fn restore_into(
     inspect::store_manifest(&target, &manifest)
         .await
         .map_err(|e| fail.target("storing the manifest in the branch failed", e))?;
-    if let Err(e) = statistics::analyze(
+    if let Err(e) = maintenance::maintain(
         &target,
-        &statistics::tables_of(&manifest),
-        statistics::Which::All,
+        &maintenance::tables_of(&manifest),
+        maintenance::Which::All,
     )
     .await
     {
-        notes.push(statistics_note(&e));
+        notes.push(maintenance_note(&e));
     }
     drop(group);
     Ok(Restored {
@@ -354,11 +354,11 @@ pub(crate) async fn restore_into(
     })
 }
 
-/// The note of a verified copy whose planner statistics could not be taken.
-pub(crate) fn statistics_note(e: &crate::pg::inspect::InspectError) -> String {
+/// The note of a verified copy whose upkeep (planner statistics, dead row versions) failed.
+pub(crate) fn maintenance_note(e: &crate::pg::inspect::InspectError) -> String {
     format!(
-        "planner statistics could not be taken ({e}): the backup is complete and verified, but a database \
-         taken over from it plans on default estimates until it is analyzed (run ANALYZE there)"
+        "vacuum or analyze failed ({e}): the backup is complete and verified, but a database taken over from it \
+         may plan on stale or default estimates until it is analyzed (run VACUUM ANALYZE there)"
     )
 }
 

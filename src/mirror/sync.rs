@@ -25,7 +25,7 @@ use crate::pg::conn::{self, ConnSpec};
 use crate::pg::inspect::{self, InspectError, KnownChecksums};
 use crate::pg::manifest::{Manifest, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions};
-use crate::pg::{content, settings, statistics};
+use crate::pg::{content, maintenance, settings};
 use crate::preflight::APP_NAME;
 
 /// What an incremental sync did.
@@ -408,14 +408,14 @@ pub(crate) async fn run(
     inspect::store_manifest(mirror, &manifest)
         .await
         .map_err(|e| FAIL.target("storing the manifest in the mirror failed", e))?;
-    if let Err(e) = statistics::analyze(
+    if let Err(e) = maintenance::maintain(
         mirror,
-        &statistics::tables_of(&manifest),
-        statistics::Which::Stale,
+        &maintenance::tables_of(&manifest),
+        maintenance::Which::Due,
     )
     .await
     {
-        notes.push(restore::statistics_note(&e));
+        notes.push(restore::maintenance_note(&e));
     }
     state::mark_verified(mirror, &fingerprint, &ctx.run_id, horizon.map(|h| h.xmin))
         .await

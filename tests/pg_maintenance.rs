@@ -1,8 +1,9 @@
-//! Planner statistics on a restored copy, against real PostgreSQL servers (every major in
-//! `test_majors()`): every table analyzed once restored; later, only a table whose rows changed by more
-//! than autovacuum's threshold since. Run: `cargo test --test pg_statistics`.
+//! Upkeep of a restored copy, against real PostgreSQL servers (every major in `test_majors()`): every
+//! table analyzed once restored; later, a table analyzed again once its rows changed by more than
+//! autovacuum's threshold since, and vacuumed once its dead rows pass autovacuum's. Run:
+//! `cargo test --test pg_maintenance`.
 
-use supaneon_sync::pg::statistics::{analyze, Which};
+use supaneon_sync::pg::maintenance::{maintain, Done, Which};
 use supaneon_testkit::{test_majors, Cluster, ClusterOptions};
 
 /// Tables with planner statistics in `public`, sorted.
@@ -16,14 +17,21 @@ fn analyzed(cluster: &Cluster) -> String {
         .to_string()
 }
 
-fn analyses(cluster: &Cluster, table: &str) -> String {
+/// How often `table` was vacuumed and analyzed by hand, as `vacuums/analyses`.
+fn counts(cluster: &Cluster, table: &str) -> String {
     cluster
         .psql(
             "postgres",
-            &format!("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = '{table}'"),
+            &format!(
+                "SELECT vacuum_count || '/' || analyze_count FROM pg_stat_user_tables WHERE relname = '{table}'"
+            ),
         )
         .trim()
         .to_string()
+}
+
+fn done(vacuumed: usize, analyzed: usize) -> Done {
+    Done { vacuumed, analyzed }
 }
 
 /// Runs `sql` with its statistics counters in shared memory before it returns: a session flushes them
@@ -36,7 +44,7 @@ fn change(cluster: &Cluster, sql: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn restored_tables_are_analyzed_then_again_once_they_changed_enough() {
+async fn restored_tables_are_analyzed_then_looked_after_as_autovacuum_would() {
     for major in test_majors() {
         let cluster = Cluster::start(ClusterOptions::new(major, "cloud_admin"));
         cluster.psql(
@@ -55,22 +63,51 @@ async fn restored_tables_are_analyzed_then_again_once_they_changed_enough() {
             .collect();
         let client = cluster.admin_client("postgres").await;
 
-        assert_eq!(analyze(&client, &tables, Which::All).await.unwrap(), 3);
+        assert_eq!(
+            maintain(&client, &tables, Which::All).await.unwrap(),
+            done(0, 3)
+        );
         // An empty table gets no column statistics, but was analyzed.
         assert_eq!(analyzed(&cluster), "Odd \"name,big", "PG {major}");
-        assert_eq!(analyses(&cluster, "empty"), "1", "PG {major}");
+        assert_eq!(counts(&cluster, "empty"), "0/1", "PG {major}");
 
         // 100 of 2000 rows changed: under 50 + 10 %, nothing to do.
         change(&cluster, "UPDATE public.big SET v = 'x' WHERE id <= 100");
-        assert_eq!(analyze(&client, &tables, Which::Stale).await.unwrap(), 0);
+        assert_eq!(
+            maintain(&client, &tables, Which::Due).await.unwrap(),
+            done(0, 0)
+        );
         // 300 more: 400 changed since the last analysis, above 250.
         change(
             &cluster,
             "UPDATE public.big SET v = 'y' WHERE id > 100 AND id <= 400",
         );
-        assert_eq!(analyze(&client, &tables, Which::Stale).await.unwrap(), 1);
-        assert_eq!(analyses(&cluster, "big"), "2", "PG {major}");
-        assert_eq!(analyses(&cluster, "Odd \"name"), "1", "PG {major}");
-        assert_eq!(analyze(&client, &tables, Which::Stale).await.unwrap(), 0);
+        assert_eq!(
+            maintain(&client, &tables, Which::Due).await.unwrap(),
+            done(0, 1)
+        );
+        assert_eq!(counts(&cluster, "big"), "0/2", "PG {major}");
+        assert_eq!(counts(&cluster, "Odd \"name"), "0/1", "PG {major}");
+        assert_eq!(
+            maintain(&client, &tables, Which::Due).await.unwrap(),
+            done(0, 0)
+        );
+
+        // 500 of 2000 rows deleted: more dead rows than 50 + 20 %, vacuumed (and analyzed with it).
+        change(&cluster, "DELETE FROM public.big WHERE id > 1500");
+        assert_eq!(
+            maintain(&client, &tables, Which::Due).await.unwrap(),
+            done(1, 0)
+        );
+        assert_eq!(counts(&cluster, "big"), "1/3", "PG {major}");
+        let dead = cluster.psql(
+            "postgres",
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'big'",
+        );
+        assert_eq!(dead.trim(), "0", "PG {major}");
+        assert_eq!(
+            maintain(&client, &tables, Which::Due).await.unwrap(),
+            done(0, 0)
+        );
     }
 }
