@@ -6,7 +6,9 @@
 //! bloat. So each restored copy is analyzed once it is verified, and after each sync a mirror's table is
 //! treated as autovacuum would treat it at its default thresholds: vacuumed (and analyzed) once its dead
 //! rows pass 50 plus 20 % of the table, analyzed once its rows changed by more than 50 plus 10 % since its
-//! last analysis. Both read the server's statistics counters.
+//! last analysis. Both read the server's statistics counters as its sessions last flushed them (a session
+//! flushes them when it goes idle, at most once a second): a sync's own merges may count only from the next
+//! run on.
 //!
 //! None of this is part of the backup's truth: a failure is a note, never a failed backup.
 
