@@ -275,9 +275,11 @@ run_bare() {
 # parallel post-data restore, with the manifest and the table reads beside it), verify (what is left of
 # it afterwards), finish. Seconds since midnight of a
 # tracing timestamp (2026-01-01T12:34:56.123456Z).
+# Seconds of the day of a log line's timestamp (`2026-12-01T12:34:56.789Z`), for the awk programs below.
+AWK_TS='function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }'
+
 phase_times() {
-  awk '
-    function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+  awk "$AWK_TS"'
     /: starting$/                         { start = ts($1) }
     /: dumping /                          { dump = ts($1) }
     /: data restored /                    { data = ts($1) }
@@ -294,8 +296,7 @@ phase_times() {
 # branch's creation. On the emulator that is a copy of the mirror's database (with the checkpoint it needs);
 # Neon branches in constant time. 0 when the log has no such step (strategy full).
 branch_time() {
-  awk '
-    function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+  awk "$AWK_TS"'
     /: branch budget: /                         { budget = ts($1) }
     /: backup created: a snapshot of the verified mirror/ { if (budget) t = ts($1) - budget }
     END { printf "%.2f\n", t }' "$1"
@@ -342,8 +343,7 @@ run_tool() {
 # of the changed rows (to the last slice's end) and the merged tables' read again. "- - -" when the run merged no
 # table by its rows written since the last sync (the first run, a rebuild, a run with nothing changed).
 sync_phases() {
-  awk '
-    function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }
+  awk "$AWK_TS"'
     /: schema archive: /                 { schema = ts($1) }
     /: tables compared on both sides /   { compared = ts($1) }
     /: copied and merged /               { merged = ts($1) }

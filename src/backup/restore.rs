@@ -337,7 +337,7 @@ pub(crate) async fn restore_into(
     )
     .await
     {
-        notes.push(maintenance_note(&e));
+        notes.push(maintenance::note(&e));
     }
     drop(group);
     Ok(Restored {
@@ -352,14 +352,6 @@ pub(crate) async fn restore_into(
         target,
         source_horizon,
     })
-}
-
-/// The note of a verified copy whose upkeep (planner statistics, dead row versions) failed.
-pub(crate) fn maintenance_note(e: &crate::pg::inspect::InspectError) -> String {
-    format!(
-        "vacuum or analyze failed ({e}): the backup is complete and verified, but a database taken over from it \
-         may plan on stale or default estimates until it is analyzed (run VACUUM ANALYZE there)"
-    )
 }
 
 /// Materialized views whose content on the branch differs from the source's (pg_restore refreshed them

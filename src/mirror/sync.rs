@@ -415,7 +415,7 @@ pub(crate) async fn run(
     )
     .await
     {
-        notes.push(restore::maintenance_note(&e));
+        notes.push(maintenance::note(&e));
     }
     state::mark_verified(mirror, &fingerprint, &ctx.run_id, horizon.map(|h| h.xmin))
         .await

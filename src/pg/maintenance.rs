@@ -35,6 +35,14 @@ pub struct Done {
     pub analyzed: usize,
 }
 
+/// The note of a verified copy whose upkeep failed, for the run's report.
+pub fn note(e: &InspectError) -> String {
+    format!(
+        "vacuum or analyze failed ({e}): the backup is complete and verified, but a database taken over from it \
+         may plan on stale or default estimates until it is analyzed (run VACUUM ANALYZE there)"
+    )
+}
+
 /// The tables (not materialized views) of `manifest`, as (schema, name).
 pub fn tables_of(manifest: &Manifest) -> Vec<(String, String)> {
     manifest
