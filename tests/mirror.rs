@@ -242,6 +242,26 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
             database_settings(&world, &b1),
             "idle_in_transaction_session_timeout=41s,statement_timeout=7s,work_mem=5MB"
         );
+        // The mirror keeps its own count of the rows its merges changed, for its upkeep (the server's
+        // counters may not survive a compute's stop): the changed tables only (audit by the source's
+        // triggers), accounts with at least
+        // its 203 rows updated or deleted and 50 inserted, and the row changed behind our back.
+        let counted = world.psql_branch(
+            "supaneon-mirror",
+            "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM supaneon_sync.table_changes \
+             WHERE modified > 0 AND modified >= dead",
+        );
+        assert_eq!(
+            counted.trim(),
+            "accounts,audit,happenings,ledger",
+            "PG {major}"
+        );
+        let accounts = world.psql_branch(
+            "supaneon-mirror",
+            "SELECT modified >= 254 AND dead >= 204 FROM supaneon_sync.table_changes \
+             WHERE table_name = 'accounts'",
+        );
+        assert_eq!(accounts.trim(), "t", "PG {major}");
         let incremental_read: u64 = second.output("source-bytes").unwrap().parse().unwrap();
         assert!(
             incremental_read * 5 < full_read,

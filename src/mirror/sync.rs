@@ -411,7 +411,7 @@ pub(crate) async fn run(
     if let Err(e) = maintenance::maintain(
         mirror,
         &maintenance::tables_of(&manifest),
-        maintenance::Which::Due,
+        maintenance::Which::Due(&rows_merged(&merged)),
     )
     .await
     {
@@ -428,6 +428,23 @@ pub(crate) async fn run(
         not_backed_up,
         refreshed,
     })))
+}
+
+/// The rows each table's merges changed, for the mirror's upkeep.
+fn rows_merged(merged: &[TableMerged]) -> Vec<maintenance::RowsMerged> {
+    let mut by_table: BTreeMap<&(String, String), maintenance::RowsMerged> = BTreeMap::new();
+    for m in merged {
+        let sum = by_table
+            .entry(&m.table)
+            .or_insert_with(|| maintenance::RowsMerged {
+                table: m.table.clone(),
+                ..Default::default()
+            });
+        sum.inserted += m.merged.inserted;
+        sum.updated += m.merged.updated;
+        sum.deleted += m.merged.deleted;
+    }
+    by_table.into_values().collect()
 }
 
 /// Tables (with data) whose rows differ between the source's manifest and the mirror's.

@@ -6,9 +6,15 @@
 //! bloat. So each restored copy is analyzed once it is verified, and after each sync a mirror's table is
 //! treated as autovacuum would treat it at its default thresholds: vacuumed (and analyzed) once its dead
 //! rows pass 50 plus 20 % of the table, analyzed once its rows changed by more than 50 plus 10 % since its
-//! last analysis. Both read the server's statistics counters as its sessions last flushed them (a session
-//! flushes them when it goes idle, at most once a second): a sync's own merges may count only from the next
-//! run on.
+//! last analysis.
+//!
+//! What a table collected is the larger of two counts. The server's statistics counters, as its sessions
+//! last flushed them (a session flushes them when it goes idle, at most once a second: a sync's own merges
+//! may count there only from the next run on). And the mirror's own count of the rows its syncs merged
+//! since the table was last analyzed or vacuumed (`supaneon_sync.table_changes`), which is WAL-logged like
+//! any row: the server's counters are lost when a compute stops without a clean shutdown, Neon keeps them
+//! across restarts only from PostgreSQL 15 on and up to a size limit (`neon_pgstat_file_size_limit`), and
+//! a mirror is stopped after every run. Rows a failed sync merged are in the server's count only.
 //!
 //! None of this is part of the backup's truth: a failure is a note, never a failed backup.
 
@@ -21,11 +27,22 @@ use super::manifest::{Manifest, TableKind};
 
 /// Which of the tables to look after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
+pub enum Which<'a> {
     /// Analyze every table: a copy just restored.
     All,
-    /// Only what autovacuum would do now (see the module documentation).
-    Due,
+    /// Only what autovacuum would do now (see the module documentation), this sync's merges added to
+    /// the mirror's own count first.
+    Due(&'a [RowsMerged]),
+}
+
+/// The rows a sync's merges changed in one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowsMerged {
+    /// (schema, name)
+    pub table: (String, String),
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
 }
 
 /// What [`maintain`] did: how many tables were vacuumed (and analyzed with it), how many only analyzed.
@@ -57,11 +74,14 @@ pub fn tables_of(manifest: &Manifest) -> Vec<(String, String)> {
 pub async fn maintain(
     client: &Client,
     tables: &[(String, String)],
-    which: Which,
+    which: Which<'_>,
 ) -> Result<Done, InspectError> {
     let (vacuum, analyze) = match which {
         Which::All => (Vec::new(), tables.to_vec()),
-        Which::Due => due(client, tables).await?,
+        Which::Due(merged) => {
+            count(client, tables, merged).await?;
+            due(client, tables).await?
+        }
     };
     let started = Instant::now();
     // One statement each: outside a transaction block they commit each table on its own, and a table
@@ -78,6 +98,9 @@ pub async fn maintain(
             .await
             .map_err(InspectError::query("analyzing the restored tables"))?;
     }
+    if matches!(which, Which::Due(_)) {
+        forget(client, &vacuum, &analyze).await?;
+    }
     let done = Done {
         vacuumed: vacuum.len(),
         analyzed: analyze.len(),
@@ -93,23 +116,125 @@ pub async fn maintain(
     Ok(done)
 }
 
+/// The mirror's own count of changed rows: created if missing, `merged` added, tables no longer
+/// backed up dropped from it.
+async fn count(
+    client: &Client,
+    tables: &[(String, String)],
+    merged: &[RowsMerged],
+) -> Result<(), InspectError> {
+    client
+        .batch_execute(
+            "SET client_min_messages = warning; \
+             CREATE SCHEMA IF NOT EXISTS supaneon_sync; \
+             CREATE TABLE IF NOT EXISTS supaneon_sync.table_changes ( \
+               schema_name text, table_name text, \
+               modified int8 NOT NULL, dead int8 NOT NULL, \
+               PRIMARY KEY (schema_name, table_name)); \
+             RESET client_min_messages",
+        )
+        .await
+        .map_err(InspectError::query(
+            "creating the mirror's count of changed rows",
+        ))?;
+    let (schemas, names) = columns(tables);
+    client
+        .execute(
+            "DELETE FROM supaneon_sync.table_changes AS c WHERE NOT EXISTS ( \
+               SELECT FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS m(schema, name) \
+               WHERE m.schema = c.schema_name AND m.name = c.table_name)",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(InspectError::query("updating the mirror's count of changed rows"))?;
+    let changed: Vec<&RowsMerged> = merged
+        .iter()
+        .filter(|m| m.inserted + m.updated + m.deleted > 0)
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let schemas: Vec<&str> = changed.iter().map(|m| m.table.0.as_str()).collect();
+    let names: Vec<&str> = changed.iter().map(|m| m.table.1.as_str()).collect();
+    // As the server counts: every inserted, updated or deleted row is a modification, every updated or
+    // deleted one leaves a dead row version behind.
+    let modified: Vec<i64> = changed
+        .iter()
+        .map(|m| (m.inserted + m.updated + m.deleted) as i64)
+        .collect();
+    let dead: Vec<i64> = changed
+        .iter()
+        .map(|m| (m.updated + m.deleted) as i64)
+        .collect();
+    client
+        .execute(
+            "INSERT INTO supaneon_sync.table_changes AS c (schema_name, table_name, modified, dead) \
+             SELECT m.schema, m.name, pg_catalog.sum(m.modified), pg_catalog.sum(m.dead) \
+             FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), \
+                             pg_catalog.unnest($3::int8[]), pg_catalog.unnest($4::int8[])) AS m(schema, name, modified, dead) \
+             GROUP BY 1, 2 \
+             ON CONFLICT (schema_name, table_name) DO UPDATE \
+               SET modified = c.modified + EXCLUDED.modified, dead = c.dead + EXCLUDED.dead",
+            &[&schemas, &names, &modified, &dead],
+        )
+        .await
+        .map_err(InspectError::query("updating the mirror's count of changed rows"))?;
+    Ok(())
+}
+
+/// Clears the mirror's own count for the tables just vacuumed (both counts) or analyzed (modified rows).
+async fn forget(
+    client: &Client,
+    vacuumed: &[(String, String)],
+    analyzed: &[(String, String)],
+) -> Result<(), InspectError> {
+    for (tables, sql) in [
+        (vacuumed, "modified = 0, dead = 0"),
+        (analyzed, "modified = 0"),
+    ] {
+        if tables.is_empty() {
+            continue;
+        }
+        let (schemas, names) = columns(tables);
+        client
+            .execute(
+                &format!(
+                    "UPDATE supaneon_sync.table_changes AS c SET {sql} \
+                     FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS m(schema, name) \
+                     WHERE m.schema = c.schema_name AND m.name = c.table_name"
+                ),
+                &[&schemas, &names],
+            )
+            .await
+            .map_err(InspectError::query("updating the mirror's count of changed rows"))?;
+    }
+    Ok(())
+}
+
+fn columns(tables: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
+    tables.iter().map(|(s, n)| (s.as_str(), n.as_str())).unzip()
+}
+
 /// The tables due for VACUUM (ANALYZE), and those due for ANALYZE only, by autovacuum's default rules.
 type Due = (Vec<(String, String)>, Vec<(String, String)>);
 
 async fn due(client: &Client, tables: &[(String, String)]) -> Result<Due, InspectError> {
-    let schemas: Vec<&str> = tables.iter().map(|t| t.0.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|t| t.1.as_str()).collect();
+    let (schemas, names) = columns(tables);
     let rows = client
         .query(
-            "SELECT s.schemaname::text, s.relname::text, \
-                    s.n_dead_tup > 50 + 0.2 * GREATEST(c.reltuples, 0) \
-             FROM pg_catalog.pg_stat_user_tables s \
-             JOIN pg_catalog.pg_class c ON c.oid = s.relid \
-             JOIN ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS m(schema, name) \
-               ON m.schema = s.schemaname AND m.name = s.relname \
-             WHERE s.n_dead_tup > 50 + 0.2 * GREATEST(c.reltuples, 0) \
-                OR s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0) \
-                OR (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AND s.n_live_tup > 0)",
+            "SELECT schema, name, dead > 50 + 0.2 * live FROM ( \
+               SELECT s.schemaname::text AS schema, s.relname::text AS name, \
+                      GREATEST(c.reltuples, 0) AS live, \
+                      GREATEST(s.n_dead_tup, o.dead) AS dead, \
+                      GREATEST(s.n_mod_since_analyze, o.modified) AS modified, \
+                      s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AND s.n_live_tup > 0 AS never \
+               FROM pg_catalog.pg_stat_user_tables s \
+               JOIN pg_catalog.pg_class c ON c.oid = s.relid \
+               JOIN ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS m(schema, name) \
+                 ON m.schema = s.schemaname AND m.name = s.relname \
+               LEFT JOIN supaneon_sync.table_changes o \
+                 ON o.schema_name = s.schemaname AND o.table_name = s.relname) AS t \
+             WHERE dead > 50 + 0.2 * live OR modified > 50 + 0.1 * live OR never",
             &[&schemas, &names],
         )
         .await
