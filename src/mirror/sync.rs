@@ -522,3 +522,46 @@ async fn refresh_views(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::apply::Merged;
+
+    fn table_merged(name: &str, inserted: u64, updated: u64, deleted: u64) -> TableMerged {
+        TableMerged {
+            table: ("public".into(), name.into()),
+            written_since: true,
+            narrowed_again: false,
+            failed: false,
+            merged: Merged {
+                inserted,
+                updated,
+                deleted,
+                ..Merged::default()
+            },
+            digest_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn the_upkeep_counts_every_merge_of_a_table_once_per_table() {
+        // accounts merged by its written rows, then narrowed down and merged again.
+        let merged = [
+            table_merged("accounts", 50, 200, 0),
+            table_merged("ledger", 2, 0, 1),
+            table_merged("accounts", 0, 1, 3),
+        ];
+        let counted = rows_merged(&merged);
+        let row = |name: &str, inserted, updated, deleted| maintenance::RowsMerged {
+            table: ("public".into(), name.into()),
+            inserted,
+            updated,
+            deleted,
+        };
+        assert_eq!(
+            counted,
+            vec![row("accounts", 50, 201, 3), row("ledger", 2, 0, 1)]
+        );
+    }
+}
