@@ -244,8 +244,8 @@ async fn backups_are_snapshots_of_a_mirror_synced_incrementally() {
         );
         // The mirror keeps its own count of the rows its merges changed, for its upkeep (the server's
         // counters may not survive a compute's stop): the changed tables only (audit by the source's
-        // triggers), accounts with at least
-        // its 203 rows updated or deleted and 50 inserted, and the row changed behind our back.
+        // trigger); accounts with at least its 203 rows updated or deleted, 50 inserted, and the row
+        // changed behind our back.
         let counted = world.psql_branch(
             "supaneon-mirror",
             "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM supaneon_sync.table_changes \

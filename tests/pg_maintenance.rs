@@ -1,6 +1,7 @@
 //! Upkeep of a restored copy, against real PostgreSQL servers (every major in `test_majors()`): every
 //! table analyzed once restored; later, a table analyzed again once its rows changed by more than
-//! autovacuum's threshold since, and vacuumed once its dead rows pass autovacuum's. Run:
+//! autovacuum's threshold since, and vacuumed once its dead rows pass autovacuum's, by the server's
+//! statistics counters or, when those are lost, by the mirror's own count of merged rows. Run:
 //! `cargo test --test pg_maintenance`.
 
 use supaneon_sync::pg::maintenance::{maintain, Done, RowsMerged, Which};
