@@ -270,14 +270,13 @@ run_bare() {
   BARE_RSS=$(tail -1 "$W/bare.rss")
 }
 
-# Phases of one backup-run, from our log: setup (preflight, Neon branch, schema archive, target
-# preparation), data (the stream, plus the large index still building when it ends), post-data (the
-# parallel post-data restore, with the manifest and the table reads beside it), verify (what is left of
-# it afterwards), finish. Seconds since midnight of a
-# tracing timestamp (2026-01-01T12:34:56.123456Z).
 # Seconds of the day of a log line's timestamp (`2026-12-01T12:34:56.789Z`), for the awk programs below.
 AWK_TS='function ts(s) { split(substr(s, 12, 15), p, ":"); return p[1] * 3600 + p[2] * 60 + p[3] }'
 
+# Phases of one backup-run, from our log: setup (preflight, Neon branch, schema archive, target
+# preparation), data (the stream, plus the large index still building when it ends), post-data (the
+# parallel post-data restore, with the manifest and the table reads beside it), verify (what is left of
+# it afterwards), finish.
 phase_times() {
   awk "$AWK_TS"'
     /: starting$/                         { start = ts($1) }
