@@ -22,6 +22,7 @@ use crate::backup::restore::{self, Fail, Source};
 use crate::context::RunContext;
 use crate::error::Result;
 use crate::pg::conn::{self, ConnSpec};
+use crate::pg::hold::HeldSnapshot;
 use crate::pg::inspect::{self, InspectError, KnownChecksums};
 use crate::pg::manifest::{Manifest, TableKind};
 use crate::pg::pipeline::{self, CancelSignal, DumpOptions};
@@ -227,6 +228,24 @@ pub(crate) async fn run(
     if since.is_none() && !changed.is_empty() {
         tracing::info!("no usable record of the last sync's snapshot: every changed table is compared by digests");
     }
+    // Rows written since the last sync are merged and then read again at once: a snapshot held on the
+    // mirror across both keeps that read from pruning what the merges replaced (see `pg::hold`).
+    let by_written_rows = since.is_some()
+        && shapes
+            .iter()
+            .any(|s| s.key.is_some() && !tampered.contains(&(s.schema.clone(), s.name.clone())));
+    let mut held = if by_written_rows {
+        let session = conn::connect(mirror_spec, APP_NAME)
+            .await
+            .map_err(|e| FAIL.target("cannot open another session on the mirror", e))?;
+        Some(
+            HeldSnapshot::take(session)
+                .await
+                .map_err(|e| FAIL.target("holding a snapshot on the mirror failed", e))?,
+        )
+    } else {
+        None
+    };
     let round = Round {
         sources: &source_refs,
         mirrors: &mirror_refs,
@@ -272,6 +291,9 @@ pub(crate) async fn run(
             .await
             .map_err(|e| FAIL.target("reading the synced tables failed", e))?;
         }
+        if let Some(held) = held.take() {
+            held.release().await;
+        }
         checked.retain(|(schema, name), (rows, checksum, _)| {
             source_manifest
                 .table(schema, name)
@@ -312,6 +334,9 @@ pub(crate) async fn run(
                 ..m
             }));
         }
+    }
+    if let Some(held) = held.take() {
+        held.release().await;
     }
     report.tables_written_since = checked.len();
     report.narrowed_again = merged

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod content;
 pub mod exclusions;
 pub mod fingerprints;
+pub mod hold;
 pub mod inspect;
 pub mod large_objects;
 pub mod maintenance;
