@@ -11,8 +11,9 @@
 //! it, alternating on one mirror, the first run of each block left out): the read after the merge took
 //! a median 1.16 s against 1.99 s, the merge 2.02 s against 1.72 s, both together 3.13 s against
 //! 3.62 s, and whole runs up to the branch 7.27 s against 7.75 s (15 and 13 runs). Under
-//! `wal_log_hints = on` (as the compute specification of Neon's docker-compose setup sets it: the read's
-//! first hint bit on a page after a checkpoint then logs the page whole anyway) it saves little: 3.34 s against 3.39 s.
+//! `wal_log_hints = on` (as the compute specification of Neon's docker-compose setup sets it: the
+//! read's first hint bit on a page after a checkpoint then logs the page whole anyway) it saves
+//! little: 3.34 s against 3.39 s.
 
 use tokio_postgres::Client;
 
