@@ -57,15 +57,8 @@ impl Round<'_> {
         since: Option<Since>,
         tampered: &BTreeSet<(String, String)>,
     ) -> Result<Vec<TableMerged>> {
-        // Fewer rows on the source than on the mirror: rows were deleted, which the written rows
-        // cannot show; digests straight away.
-        let by_written = |s: &TableShape| {
-            since.filter(|_| {
-                s.key.is_some()
-                    && !tampered.contains(&(s.schema.clone(), s.name.clone()))
-                    && self.rows(s).0 >= self.rows(s).1
-            })
-        };
+        // Any other table goes to digests straight away.
+        let by_written = |s: &TableShape| since.filter(|_| self.by_written_rows(s, tampered));
         // A large table on its own is merged in slices, one per stream.
         let streams = self.sources.len().min(self.mirrors.len()) as u32;
         let mut work: Vec<(Vec<&TableShape>, Option<Slice>)> = Vec::new();
@@ -147,6 +140,19 @@ impl Round<'_> {
             }
         });
         Ok(try_join_all(workers).await?.into_iter().flatten().collect())
+    }
+
+    /// Whether a round with a usable record of the last sync merges `s` by its rows written since: a
+    /// keyed table, not changed behind our back (those rows would not repair it), with no fewer rows on
+    /// the source than on the mirror (deleted rows, which the written rows cannot show).
+    pub(super) fn by_written_rows(
+        &self,
+        s: &TableShape,
+        tampered: &BTreeSet<(String, String)>,
+    ) -> bool {
+        s.key.is_some()
+            && !tampered.contains(&(s.schema.clone(), s.name.clone()))
+            && self.rows(s).0 >= self.rows(s).1
     }
 
     /// The table's rows on the source (in the snapshot) and on the mirror (before this run's merges).

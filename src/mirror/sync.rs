@@ -228,13 +228,17 @@ pub(crate) async fn run(
     if since.is_none() && !changed.is_empty() {
         tracing::info!("no usable record of the last sync's snapshot: every changed table is compared by digests");
     }
+    let round = Round {
+        sources: &source_refs,
+        mirrors: &mirror_refs,
+        source_manifest: &source_manifest,
+        before: &before,
+    };
     // Rows written since the last sync are merged and then read again at once: a snapshot held on the
     // mirror across both keeps that read from pruning what the merges replaced (see `pg::hold`).
-    let by_written_rows = since.is_some()
-        && shapes
-            .iter()
-            .any(|s| s.key.is_some() && !tampered.contains(&(s.schema.clone(), s.name.clone())));
-    let mut held = if by_written_rows {
+    let merges_written_rows =
+        since.is_some() && shapes.iter().any(|s| round.by_written_rows(s, &tampered));
+    let mut held = if merges_written_rows {
         let session = conn::connect(mirror_spec, APP_NAME)
             .await
             .map_err(|e| FAIL.target("cannot open another session on the mirror", e))?;
@@ -245,12 +249,6 @@ pub(crate) async fn run(
         )
     } else {
         None
-    };
-    let round = Round {
-        sources: &source_refs,
-        mirrors: &mirror_refs,
-        source_manifest: &source_manifest,
-        before: &before,
     };
     let mut merged = round
         .merge(families(&shapes, &source_manifest), since, &tampered)
