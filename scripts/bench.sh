@@ -23,9 +23,10 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
   --storage-runs N       then, for each strategy (full, snapshot), N daily backups kept side by side, 1 % of
                          the accounts rows changed before each: the Neon storage billed by Neon's rule (the
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
-                         wall time (incremental runs: their phases, and whether the target started a
-                         checkpoint by WAL volume); then one snapshot run with nothing changed (default 0:
-                         skipped). Before every run, untimed: a checkpoint on both clusters and `sync`
+                         wall time, the WAL the source wrote meanwhile (incremental runs: their phases, and
+                         whether the target started a checkpoint by WAL volume); then one snapshot run with
+                         nothing changed (default 0: skipped). Before every run, untimed: a checkpoint on both
+                         clusters and `sync`
   --migrate-at K         with --storage-runs: a migration (a column added to pgbench_branches) before daily
                          run K as well, which makes strategy snapshot rebuild its mirror in full; run K is
                          reported apart and left out of the 1 % runs' medians (default 0: none)
@@ -338,6 +339,11 @@ run_tool() {
   read -r PH_SETUP PH_DATA PH_POST PH_VERIFY PH_FINISH < <(phase_times "$W/tool-$i.log")
 }
 
+# A cluster's WAL position, and the MB of WAL written since one. By position, not pg_stat_wal: on PostgreSQL 15
+# that counts the WAL of parallel workers twice (measured: 811 MB for a parallel scan that wrote 499 MB).
+wal_position() { su_psql "$1" "$2" postgres -c "SELECT pg_current_wal_lsn()"; }
+wal_since() { su_psql "$1" "$2" postgres -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$3') / 1048576)"; }
+
 # Phases of one incremental (snapshot) run, from our log: the comparison of both sides' manifests, the merge
 # of the changed rows (to the last slice's end) and the merged tables' read again. "- - -" when the run merged no
 # table by its rows written since the last sync (the first run, a rebuild, a run with nothing changed).
@@ -410,7 +416,7 @@ if ((STORAGE_RUNS > 0)); then
   echo
   for STRATEGY in full snapshot; do
     prepare_run
-    READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=() COMPARES=() MERGES=() AGAINS=() WAL_CHECKPOINTS=()
+    READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=() COMPARES=() MERGES=() AGAINS=() WAL_CHECKPOINTS=() SRC_WAL_MB=()
     for i in $(seq "$STORAGE_RUNS"); do
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
@@ -422,7 +428,11 @@ if ((STORAGE_RUNS > 0)); then
       # Checkpoints the target started by WAL volume while the run went on (a merge's full-page images can
       # start one; the read after the merge then logs the pages it prunes whole again).
       tgt_lines=$(wc -l <"$W/tgt.log")
+      # The WAL the source writes while the run reads it: its first read of the day's changed pages prunes
+      # the row versions the changes replaced, and after a checkpoint logs each such page whole.
+      src_wal=$(wal_position "$SRC_PORT" supabase_admin)
       run_tool "$STRATEGY$i" "$TOOL"
+      src_wal_mb=$(wal_since "$SRC_PORT" supabase_admin "$src_wal")
       wal_checkpoints=$(tail -n +$((tgt_lines + 1)) "$W/tgt.log" | grep -c 'checkpoint starting: wal' || true)
       bt=$(branch_time "$W/tool-$STRATEGY$i.log")
       read -r compare merge again < <(sync_phases "$W/tool-$STRATEGY$i.log")
@@ -433,6 +443,7 @@ if ((STORAGE_RUNS > 0)); then
         TIMES+=("$TOOL_WALL")
         BRANCH_TIMES+=("$bt")
         NET_TIMES+=("$(awk -v a="$TOOL_WALL" -v b="$bt" 'BEGIN { printf "%.2f", a - b }')")
+        ((i == 1)) || SRC_WAL_MB+=("$src_wal_mb")
         if ((i > 1)) && [[ $compare != - ]]; then
           COMPARES+=("$compare") MERGES+=("$merge") AGAINS+=("$again") WAL_CHECKPOINTS+=("$wal_checkpoints")
         fi
@@ -440,7 +451,7 @@ if ((STORAGE_RUNS > 0)); then
       phases=''
       [[ $compare == - ]] ||
         phases="; comparison $compare s, merge $merge s, read again $again s; checkpoints started by WAL volume: $wal_checkpoints"
-      say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source$phases"
+      say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source$phases; WAL written on the source: $src_wal_mb MB"
     done
     src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
     billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
@@ -463,6 +474,8 @@ if ((STORAGE_RUNS > 0)); then
       echo "  a 1 % run against a full backup (median of strategy full's runs: $full_read bytes, $full_time s): reads" \
         "$(awk -v a="$later_reads" -v b="$full_read" 'BEGIN { printf "%.1f %%", 100 * a / b }'), takes" \
         "$(awk -v a="$later_times" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }')"
+      echo "  WAL the source wrote during those runs (median; the first read of the day's changed pages prunes them):" \
+        "$(printf '%s\n' "${SRC_WAL_MB[@]}" | median) MB"
       if [[ $STRATEGY == snapshot ]]; then
         later_net=$(printf '%s\n' "${NET_TIMES[@]:1}" | median)
         echo "  the same without the emulator's branch copy: $later_net s, takes" \
