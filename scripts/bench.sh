@@ -24,9 +24,10 @@ usage: scripts/bench.sh [--scale S] [--runs N] [--operation-step-ms MS] [--no-bu
                          the accounts rows changed before each: the Neon storage billed by Neon's rule (the
                          emulator's synthetic_storage_size), the bytes each run read from the source and its
                          wall time, the WAL the source wrote meanwhile (incremental runs: their phases, and
-                         whether the target started a checkpoint by WAL volume); then one snapshot run with
-                         nothing changed (default 0: skipped). Before every run, untimed: a checkpoint on both
-                         clusters and `sync`
+                         whether the target started a checkpoint by WAL volume); with N <= 7 (Neon's
+                         10 branches), each 1 % snapshot run is also followed by a timed full backup of the
+                         same data, deleted again; then one snapshot run with nothing changed (default 0:
+                         skipped). Before every run, untimed: a checkpoint on both clusters and `sync`
   --migrate-at K         with --storage-runs: a migration (a column added to pgbench_branches) before daily
                          run K as well, which makes strategy snapshot rebuild its mirror in full; run K is
                          reported apart and left out of the 1 % runs' medians (default 0: none)
@@ -57,6 +58,10 @@ if ! [[ $MIGRATE_AT =~ ^[0-9]+$ ]] || ((MIGRATE_AT == 1 || MIGRATE_AT > STORAGE_
   echo "--migrate-at must name a daily run after the first, at most --storage-runs: $MIGRATE_AT" >&2
   exit 2
 fi
+
+# The snapshot block pairs each 1 % run with a full backup of the same data when Neon's free plan's 10 branches leave
+# room for it beside the default branch, the mirror and the runs' backups.
+PAIRED_FULL=$((STORAGE_RUNS <= 7))
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -217,16 +222,21 @@ TGT_PW=$(su_psql "$TGT_PORT" cloud_admin postgres -c \
   "SELECT password FROM neon_emulator_role_passwords WHERE role_name = 'neondb_owner'")
 [[ -n $TGT_PW ]] || die "the emulator stored no password for neondb_owner"
 
+# Deletes branch ID, retried while the project is locked by the previous change (423).
+delete_branch() {
+  local tries=0
+  until neon_api "/branches/$1" -X DELETE >/dev/null 2>&1; do
+    ((++tries < 100)) || die "could not delete branch $1"
+    sleep 0.1
+  done
+}
+
 # Every branch but the default one goes, so the target never fills up.
 delete_backup_branches() {
   local id
-  # Children first (newest first), each retried while the project is locked by the previous delete (423).
+  # Children first (newest first).
   for id in $(neon_api /branches | jq -r '[.branches[] | select(.default | not)] | sort_by(.created_at) | reverse | .[].id'); do
-    local tries=0
-    until neon_api "/branches/$id" -X DELETE >/dev/null 2>&1; do
-      ((++tries < 100)) || die "could not delete branch $id"
-      sleep 0.1
-    done
+    delete_branch "$id"
   done
 }
 
@@ -417,6 +427,7 @@ if ((STORAGE_RUNS > 0)); then
   for STRATEGY in full snapshot; do
     prepare_run
     READS=() TIMES=() BRANCH_TIMES=() NET_TIMES=() COMPARES=() MERGES=() AGAINS=() WAL_CHECKPOINTS=() SRC_WAL_MB=()
+    PAIRED=() PAIRED_RATIOS=()
     for i in $(seq "$STORAGE_RUNS"); do
       # A day's changes: 1 % of the accounts rows, spread over the whole table (every 100th row).
       ((i == 1)) || su_psql "$SRC_PORT" supabase_admin bench -c \
@@ -452,6 +463,17 @@ if ((STORAGE_RUNS > 0)); then
       [[ $compare == - ]] ||
         phases="; comparison $compare s, merge $merge s, read again $again s; checkpoints started by WAL volume: $wal_checkpoints"
       say "$STRATEGY run $i: $TOOL_WALL s, $(output_of "$STRATEGY$i" source-bytes) bytes read from the source$phases; WAL written on the source: $src_wal_mb MB"
+      # The same day's data also backed up in full right after it, and that branch deleted again: each 1 % run
+      # against a full backup of the same hour, whatever the machine did between the two strategies' blocks. The
+      # 1 % run goes first, so it is the one that prunes the day's changed pages on the source.
+      if [[ $STRATEGY == snapshot ]] && ((i > 1 && i != MIGRATE_AT && PAIRED_FULL)); then
+        settle
+        STRATEGY=full run_tool "paired$i" "$TOOL"
+        PAIRED+=("$TOOL_WALL")
+        PAIRED_RATIOS+=("$(awk -v a="${NET_TIMES[-1]}" -v b="$TOOL_WALL" 'BEGIN { printf "%.1f", 100 * a / b }')")
+        delete_branch "$(output_of "paired$i" backup-branch-id)"
+        say "a full backup of run $i's data right after it: $TOOL_WALL s; the 1 % run without the branch copy took ${PAIRED_RATIOS[-1]} % of it"
+      fi
     done
     src_logical=$(su_psql "$SRC_PORT" supabase_admin bench -c "$relation_bytes")
     billed=$(neon_api "" | jq -r '.project.synthetic_storage_size')
@@ -480,6 +502,9 @@ if ((STORAGE_RUNS > 0)); then
         later_net=$(printf '%s\n' "${NET_TIMES[@]:1}" | median)
         echo "  the same without the emulator's branch copy: $later_net s, takes" \
           "$(awk -v a="$later_net" -v b="$full_time" 'BEGIN { printf "%.1f %%", 100 * a / b }') of a full backup"
+        ((${#PAIRED[@]} == 0)) ||
+          echo "  each 1 % run against a full backup of its day's data run right after it (${PAIRED[*]} s): without" \
+            "the branch copy, a median $(printf '%s\n' "${PAIRED_RATIOS[@]}" | median) % (per run: ${PAIRED_RATIOS[*]} %)"
         if ((${#COMPARES[@]})); then
           echo "  phases of those runs (medians): comparison $(printf '%s\n' "${COMPARES[@]}" | median) s," \
             "merge $(printf '%s\n' "${MERGES[@]}" | median) s, merged tables read again $(printf '%s\n' "${AGAINS[@]}" | median) s;" \
