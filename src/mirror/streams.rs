@@ -57,7 +57,8 @@ impl Round<'_> {
         since: Option<Since>,
         tampered: &BTreeSet<(String, String)>,
     ) -> Result<Vec<TableMerged>> {
-        // Any other table goes to digests straight away.
+        // The window of rows written since the last sync for a table merged by them; `None` sends the
+        // table to digests straight away.
         let by_written = |s: &TableShape| since.filter(|_| self.by_written_rows(s, tampered));
         // A large table on its own is merged in slices, one per stream.
         let streams = self.sources.len().min(self.mirrors.len()) as u32;
